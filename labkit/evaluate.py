@@ -1,0 +1,152 @@
+"""Scoring a model on LabWorld (chapter 0 introduces each score; later chapters reuse them).
+
+Generation is greedy and batched; every accuracy is an exact or whole-word match against the
+answer stored with the item, so a score can't be gamed by a long rambling output.
+"""
+from __future__ import annotations
+
+import math
+import re
+
+import torch
+
+from .labworld.general import COT_CUE, DIRECT_CUE, ICL_PHRASINGS, addition_question
+from .tokenizer import IM_END
+
+
+@torch.no_grad()
+def generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 16, batch_size: int = 32,
+             stop: str | None = "\n", do_sample: bool = False, temperature: float = 1.0) -> list[str]:
+    """Complete each prompt; the text after the prompt, cut at `stop`."""
+    side, tokenizer.padding_side = tokenizer.padding_side, "left"
+    stop_ids = [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(IM_END)]
+    outputs = []
+    try:
+        for i in range(0, len(prompts), batch_size):
+            batch = tokenizer(prompts[i:i + batch_size], return_tensors="pt", padding=True).to(model.device)
+            ids = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=do_sample,
+                                 temperature=temperature if do_sample else None, top_k=40 if do_sample else None,
+                                 pad_token_id=tokenizer.pad_token_id, eos_token_id=stop_ids)
+            texts = tokenizer.batch_decode(ids[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+            outputs += [t.split(stop)[0] if stop else t for t in texts]
+    finally:
+        tokenizer.padding_side = side
+    return outputs
+
+
+@torch.no_grad()
+def perplexity(model, tokenizer, texts: list[str], max_length: int = 256, batch_size: int = 32) -> float:
+    """exp(mean next-token loss) over all tokens of `texts` (each truncated to `max_length`)."""
+    total_nll, total_tokens = 0.0, 0
+    side, tokenizer.padding_side = tokenizer.padding_side, "right"
+    try:
+        for i in range(0, len(texts), batch_size):
+            batch = tokenizer(texts[i:i + batch_size], return_tensors="pt", padding=True, truncation=True,
+                              max_length=max_length).to(model.device)
+            logits = model(**batch).logits[:, :-1].float()
+            labels = batch["input_ids"][:, 1:].masked_fill(batch["attention_mask"][:, 1:] == 0, -100)
+            nll = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
+                                                    ignore_index=-100, reduction="sum")
+            total_nll += nll.item()
+            total_tokens += int((labels != -100).sum())
+    finally:
+        tokenizer.padding_side = side
+    return math.exp(total_nll / total_tokens)
+
+
+def exact_match(outputs: list[str], answers: list[str]) -> float:
+    return sum(o.strip() == a.strip() for o, a in zip(outputs, answers)) / max(len(answers), 1)
+
+
+def contains_answer(output: str, answer: str) -> bool:
+    """Whole-word, case-insensitive: "18" does not match "118"."""
+    return re.search(rf"(?<![\w]){re.escape(answer.lower())}(?![\w])", output.lower()) is not None
+
+
+# ---- chain of thought: addition ------------------------------------------------------------
+def addition_prompt(a: int, b: int, mode: str) -> str:
+    """mode "direct" asks for the answer at once, "cot" for the digit-by-digit working."""
+    return addition_question(a, b) + (DIRECT_CUE if mode == "direct" else COT_CUE + "\n")
+
+
+def parse_number(text: str, mode: str) -> int | None:
+    found = re.search(r"The answer is (\d+)", text) if mode == "cot" else re.match(r"\s*(\d+)", text)
+    return int(found.group(1)) if found else None
+
+
+def addition_accuracy(model, tokenizer, items: list[dict], mode: str) -> float:
+    prompts = [addition_prompt(it["a"], it["b"], mode) for it in items]
+    outputs = generate(model, tokenizer, prompts, max_new_tokens=150 if mode == "cot" else 6,
+                       stop=None if mode == "cot" else "\n")
+    return sum(parse_number(o, mode) == it["sum"] for o, it in zip(outputs, items)) / len(items)
+
+
+# ---- in-context learning -----------------------------------------------------------------
+def icl_prompt(item: dict, shots: int, phrasing: int = 0, sep: str = " -> ") -> str:
+    """An instruction (unlike anything in the corpus), `shots` solved examples, then the query."""
+    lines = [ICL_PHRASINGS[item["task"]][phrasing]]
+    lines += [f"{x}{sep}{y}" for x, y in item["demos"][:shots]]
+    lines.append(f"{item['input']}{sep.rstrip()}")
+    return "\n".join(lines)
+
+
+def icl_accuracy(model, tokenizer, items: list[dict], shots: int, phrasing: int = 0,
+                 sep: str = " -> ") -> dict[str, float]:
+    """Exact-match accuracy per task, plus their mean under "mean"."""
+    outputs = generate(model, tokenizer, [icl_prompt(it, shots, phrasing, sep) for it in items], max_new_tokens=8)
+    per_task: dict[str, list[bool]] = {}
+    for out, it in zip(outputs, items):
+        per_task.setdefault(it["task"], []).append(out.strip() == it["output"])
+    scores = {t: sum(v) / len(v) for t, v in sorted(per_task.items())}
+    scores["mean"] = sum(scores.values()) / len(scores)
+    return scores
+
+
+# ---- instruction following ---------------------------------------------------------------
+def chat_prompt(tokenizer, user: str) -> str:
+    return tokenizer.apply_chat_template([{"role": "user", "content": user}], tokenize=False,
+                                         add_generation_prompt=True)
+
+
+def instruction_accuracy(model, tokenizer, rows: list[dict], max_new_tokens: int = 24) -> float:
+    """Share of chat replies that contain the expected answer as a whole word."""
+    prompts = [chat_prompt(tokenizer, r["messages"][0]["content"]) for r in rows]
+    outputs = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, stop=None)
+    return sum(contains_answer(o, r["answer"]) for o, r in zip(outputs, rows)) / len(rows)
+
+
+def completion_accuracy(model, tokenizer, rows: list[dict], max_new_tokens: int = 12) -> float:
+    """Exact match on prompt/completion tasks (the domain, tone and adapter tasks)."""
+    outputs = generate(model, tokenizer, [r["prompt"] for r in rows], max_new_tokens=max_new_tokens)
+    return exact_match(outputs, [r["answer"] for r in rows])
+
+
+# ---- the base model's report card (chapter 0, and the model card) --------------------------
+def base_model_report(model, tokenizer, limit: int | None = None) -> dict[str, float]:
+    """Every ability chapter 0 measures, on the held-out evaluation items.
+    `limit` caps items per evaluation (the smoke profile); None uses them all."""
+    from .data import load_rows
+    from .labworld.domains import DOMAINS
+
+    def take(rows):
+        return rows[:limit] if limit else rows
+
+    additions = take(load_rows("eval", "addition"))
+    icl_items = load_rows("eval", "icl")
+    if limit:  # keep every task represented
+        by_task: dict[str, list] = {}
+        for it in icl_items:
+            by_task.setdefault(it["task"], []).append(it)
+        icl_items = [it for rows in by_task.values() for it in rows[: max(1, limit // len(by_task))]]
+    report = {
+        "addition_direct": addition_accuracy(model, tokenizer, additions, "direct"),
+        "addition_cot": addition_accuracy(model, tokenizer, additions, "cot"),
+        "icl_0shot": icl_accuracy(model, tokenizer, icl_items, 0)["mean"],
+        "icl_3shot": icl_accuracy(model, tokenizer, icl_items, 3)["mean"],
+        "instruction_zero_shot": instruction_accuracy(model, tokenizer, take(load_rows("instructions", "test"))),
+        "ppl_general": perplexity(model, tokenizer, [r["text"] for r in take(load_rows("general", "validation"))]),
+    }
+    for domain in DOMAINS:
+        texts = [r["text"] for r in take(load_rows(f"{domain}_corpus", "validation"))]
+        report[f"ppl_{domain}"] = perplexity(model, tokenizer, texts)
+    return report

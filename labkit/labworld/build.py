@@ -1,0 +1,129 @@
+"""Write every LabWorld file under data/labworld/ from one seed (`python -m labkit data`).
+
+Each evaluated item (a prompt, an instruction, a held-out word or sum) lives in exactly one
+split; `tests/test_labworld.py` checks that, and that regeneration is byte-for-byte identical.
+"""
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable
+from pathlib import Path
+
+from . import domains, general, instructions, tasks
+from .world import ADJECTIVES, NOUNS, World, build_world
+
+SEED = 1234
+GENERAL_DOCS = {"story": 30000, "encyclopedia": 16000, "dialogue": 12000, "list": 20000, "addition": 30000}
+GENERAL_VALID_FRACTION = 0.02
+DOMAIN_CORPUS_DOCS = (3000, 200)                 # train, validation
+TASK_SPLITS = (2000, 200, 200)                   # train, validation, test
+INSTRUCTION_SPLITS = (6000, 300, 600)
+PREFERENCE_SPLITS = (3000, 200, 300)
+TONE_SPLITS = (1000, 100, 100)
+ICL_EVAL_PER_TASK = 25
+ARITHMETIC_EVAL = 100
+
+
+def held_out_inputs(rng: random.Random) -> dict[str, set[str]]:
+    """Inputs reserved for the in-context-learning evaluation: never in a corpus list."""
+    return {"nouns": set(rng.sample(sorted(NOUNS), 16)),
+            "numbers": {str(n) for n in rng.sample(range(2, 99), 15)},
+            "adjectives": set(rng.sample(ADJECTIVES, 8))}
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8", newline="\n") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def unique_splits(make: Callable[[], dict], key: Callable[[dict], str], sizes: tuple[int, ...],
+                  forbidden: set[str] = frozenset()) -> list[list[dict]]:
+    """Draw examples until each split is full, never repeating a key across or within splits."""
+    seen, splits = set(forbidden), []
+    for size in sizes:
+        rows, tries = [], 0
+        while len(rows) < size:
+            tries += 1
+            if tries > 50 * size + 1000:
+                raise RuntimeError(f"could not draw {size} unique examples (got {len(rows)})")
+            row = make()
+            if key(row) not in seen:
+                seen.add(key(row))
+                rows.append(row)
+        splits.append(rows)
+    return splits
+
+
+def write_splits(out: Path, name: str, splits: list[list[dict]], names=("train", "validation", "test")):
+    for split_name, rows in zip(names, splits):
+        write_jsonl(out / name / f"{split_name}.jsonl", rows)
+
+
+def build_general(out: Path, world: World, rng: random.Random, held: dict[str, set[str]],
+                  held_pairs: set[tuple[int, int]]) -> None:
+    pools = general.input_pools(held)
+    makers = {"story": lambda: general.story(rng, world),
+              "encyclopedia": lambda: general.encyclopedia_entry(rng, world),
+              "dialogue": lambda: general.dialogue(rng, world),
+              "list": lambda: general.task_list(rng, pools),
+              "addition": lambda: general.addition_doc(rng, held_pairs)}
+    docs = [{"kind": kind, "text": makers[kind]()} for kind, n in GENERAL_DOCS.items() for _ in range(n)]
+    rng.shuffle(docs)
+    n_valid = int(len(docs) * GENERAL_VALID_FRACTION)
+    write_splits(out, "general", [docs[n_valid:], docs[:n_valid]], ("train", "validation"))
+
+
+def build_domains(out: Path, world: World, rng: random.Random) -> None:
+    for domain in domains.DOMAINS:
+        task = unique_splits(lambda: domains.task_example(domain, rng, world), lambda r: r["prompt"],
+                             TASK_SPLITS)
+        write_splits(out, f"{domain}_task", task)
+        task_docs = {r["prompt"].split("\nQuestion:")[0] for split in task for r in split}
+        corpus = unique_splits(lambda: {"text": domains.DOC_MAKERS[domain](rng, world)[0]},
+                               lambda r: r["text"], DOMAIN_CORPUS_DOCS, forbidden=task_docs)
+        write_splits(out, f"{domain}_corpus", corpus, ("train", "validation"))
+
+
+def build_eval_suites(out: Path, rng: random.Random, held: dict[str, set[str]],
+                      held_pairs: list[tuple[int, int]]) -> None:
+    pools = general.input_pools(held)
+    rows = []
+    for task, (pool_name, fn) in sorted(general.LIST_TASKS.items()):
+        for x in rng.sample(sorted(held[pool_name]), min(ICL_EVAL_PER_TASK, len(held[pool_name]))):
+            demos = [[d, fn(d)] for d in rng.sample(pools[pool_name], 5)]
+            rows.append({"task": task, "input": x, "output": fn(x), "demos": demos})
+    write_jsonl(out / "eval" / "icl.jsonl", rows)
+    write_jsonl(out / "eval" / "addition.jsonl", [{"a": a, "b": b, "sum": a + b} for a, b in held_pairs])
+
+
+def generate(out: Path, seed: int = SEED) -> list[Path]:
+    """Build the whole of LabWorld under `out`. Returns the files written."""
+    world = build_world(seed)
+    rng = random.Random(seed)
+    held = held_out_inputs(rng)
+    held_pairs = sorted({(rng.randint(100, 999), rng.randint(100, 999)) for _ in range(ARITHMETIC_EVAL * 2)})
+    held_pairs = rng.sample(held_pairs, ARITHMETIC_EVAL)
+    build_general(out, world, random.Random(seed + 1), held, set(held_pairs))
+    build_domains(out, world, random.Random(seed + 2))
+    irng = random.Random(seed + 3)
+    write_splits(out, "instructions", unique_splits(lambda: instructions.instruction_example(irng, world),
+                                                    lambda r: r["messages"][0]["content"], INSTRUCTION_SPLITS))
+    prng = random.Random(seed + 4)
+    write_splits(out, "preferences", unique_splits(lambda: instructions.preference_example(prng, world),
+                                                   lambda r: r["prompt"][0]["content"] + r["axis"],
+                                                   PREFERENCE_SPLITS))
+    trng = random.Random(seed + 5)
+    write_splits(out, "tone", unique_splits(lambda: tasks.tone_example(trng, world), lambda r: r["prompt"],
+                                            TONE_SPLITS))
+    arng = random.Random(seed + 6)
+    lexicon = tasks.zorbic_lexicon(seed)
+    adapter_makers = {"sentiment": lambda: tasks.sentiment_example(arng, world),
+                      "entities": lambda: tasks.entities_example(arng, world),
+                      "translation": lambda: tasks.translation_example(arng, lexicon)}
+    for name, make in adapter_makers.items():
+        write_splits(out, name, unique_splits(make, lambda r: r["prompt"], TASK_SPLITS))
+    build_eval_suites(out, random.Random(seed + 7), held, held_pairs)
+    return sorted(out.rglob("*.jsonl"))
