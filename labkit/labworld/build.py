@@ -18,7 +18,8 @@ GENERAL_DOCS = {"story": 30000, "encyclopedia": 16000, "dialogue": 12000, "list"
 GENERAL_VALID_FRACTION = 0.02
 DOMAIN_CORPUS_DOCS = (3000, 200)                 # train, validation
 TASK_SPLITS = (2000, 200, 200)                   # train, validation, test
-INSTRUCTION_SPLITS = (6000, 300, 600)
+INSTRUCTION_TRAIN = 6000
+INSTRUCTION_TEST_PER_FAMILY, INSTRUCTION_VALID_PER_FAMILY = 40, 20
 PREFERENCE_SPLITS = (3000, 200, 300)
 TONE_SPLITS = (1000, 100, 100)
 ICL_EVAL_PER_TASK = 25
@@ -87,6 +88,30 @@ def build_domains(out: Path, world: World, rng: random.Random) -> None:
         write_splits(out, f"{domain}_corpus", corpus, ("train", "validation"))
 
 
+def build_instructions(out: Path, world: World, rng: random.Random) -> None:
+    """Per family: distinct instructions split test / validation / train. Held-out families go
+    to test only. Training rows are drawn family by family, so small families (8 capitals)
+    are not drowned out by large ones (every pair of 2-digit numbers)."""
+    train_pools, valid, test = {}, [], []
+    for family in instructions.FAMILIES:
+        items = {}
+        for _ in range(2000):
+            row = instructions.instruction_example(rng, world, family)
+            items.setdefault(row["messages"][0]["content"], row)
+        items = list(items.values())
+        if family in instructions.HELD_OUT_FAMILIES:
+            test += items[:INSTRUCTION_TEST_PER_FAMILY]
+            continue
+        n_test = min(INSTRUCTION_TEST_PER_FAMILY, len(items) // 4)
+        n_valid = min(INSTRUCTION_VALID_PER_FAMILY, len(items) // 8)
+        test += items[:n_test]
+        valid += items[n_test:n_test + n_valid]
+        train_pools[family] = items[n_test + n_valid:]
+    families = sorted(train_pools)
+    train = [rng.choice(train_pools[rng.choice(families)]) for _ in range(INSTRUCTION_TRAIN)]
+    write_splits(out, "instructions", [train, valid, test])
+
+
 def build_eval_suites(out: Path, rng: random.Random, held: dict[str, set[str]],
                       held_pairs: list[tuple[int, int]]) -> None:
     pools = general.input_pools(held)
@@ -108,9 +133,7 @@ def generate(out: Path, seed: int = SEED) -> list[Path]:
     held_pairs = rng.sample(held_pairs, ARITHMETIC_EVAL)
     build_general(out, world, random.Random(seed + 1), held, set(held_pairs))
     build_domains(out, world, random.Random(seed + 2))
-    irng = random.Random(seed + 3)
-    write_splits(out, "instructions", unique_splits(lambda: instructions.instruction_example(irng, world),
-                                                    lambda r: r["messages"][0]["content"], INSTRUCTION_SPLITS))
+    build_instructions(out, world, random.Random(seed + 3))
     prng = random.Random(seed + 4)
     write_splits(out, "preferences", unique_splits(lambda: instructions.preference_example(prng, world),
                                                    lambda r: r["prompt"][0]["content"] + r["axis"],
