@@ -1,0 +1,112 @@
+"""LabWorld: deterministic, leak-free splits, a judge that ranks the pairs it wrote."""
+import json
+from pathlib import Path
+
+import pytest
+
+from labkit.data import LABWORLD_DIR
+from labkit.labworld import build, general, instructions, tasks
+from labkit.labworld.world import build_world
+
+
+@pytest.fixture(scope="module")
+def regenerated(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("labworld")
+    build.generate(out)
+    return out
+
+
+def rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_regeneration_reproduces_committed_files_byte_for_byte(regenerated):
+    committed = sorted(p.relative_to(LABWORLD_DIR) for p in LABWORLD_DIR.rglob("*") if p.is_file())
+    fresh = sorted(p.relative_to(regenerated) for p in regenerated.rglob("*") if p.is_file())
+    assert committed == fresh
+    for rel in committed:
+        assert (LABWORLD_DIR / rel).read_bytes() == (regenerated / rel).read_bytes(), rel
+
+
+def test_another_seed_gives_other_data(tmp_path):
+    build.generate(tmp_path, seed=build.SEED + 1)
+    assert (tmp_path / "tone" / "test.jsonl").read_bytes() != (LABWORLD_DIR / "tone" / "test.jsonl").read_bytes()
+
+
+KEYS = {
+    "instructions": lambda r: r["messages"][0]["content"],
+    "preferences": lambda r: r["prompt"][0]["content"] + r["axis"],
+    "tone": lambda r: r["prompt"],
+    **{name: (lambda r: r["prompt"]) for name in
+       ["finance_task", "healthcare_task", "legal_task", "sentiment", "entities", "translation"]},
+}
+
+
+@pytest.mark.parametrize("name", sorted(KEYS))
+def test_evaluated_items_are_in_one_split_only(name):
+    key = KEYS[name]
+    splits = {s: {key(r) for r in rows(LABWORLD_DIR / name / f"{s}.jsonl")} for s in ("train", "validation", "test")}
+    assert splits["test"] and splits["train"]
+    assert not splits["train"] & splits["test"]
+    assert not splits["train"] & splits["validation"]
+    assert not splits["validation"] & splits["test"]
+
+
+def test_held_out_instruction_families_never_trained_on():
+    train = rows(LABWORLD_DIR / "instructions" / "train.jsonl")
+    test = rows(LABWORLD_DIR / "instructions" / "test.jsonl")
+    assert not {r["family"] for r in train} & set(instructions.HELD_OUT_FAMILIES)
+    assert set(instructions.HELD_OUT_FAMILIES) <= {r["family"] for r in test}
+
+
+def test_domain_task_documents_not_in_domain_corpus():
+    for domain in ["finance", "healthcare", "legal"]:
+        corpus = {r["text"] for r in rows(LABWORLD_DIR / f"{domain}_corpus" / "train.jsonl")}
+        docs = {r["prompt"].split("\nQuestion:")[0] for r in rows(LABWORLD_DIR / f"{domain}_task" / "test.jsonl")}
+        assert not corpus & docs
+
+
+def test_held_out_eval_inputs_never_appear_in_corpus_lists():
+    corpus = rows(LABWORLD_DIR / "general" / "train.jsonl")
+    list_inputs = {line.split(" -> ")[0] for r in corpus if r["kind"] == "list" for line in r["text"].splitlines()}
+    for item in rows(LABWORLD_DIR / "eval" / "icl.jsonl"):
+        assert item["input"] not in list_inputs, item
+        assert item["input"] not in {d[0] for d in item["demos"]}
+    questions = {r["text"].split("\n")[0] for r in corpus if r["kind"] == "addition"}
+    for item in rows(LABWORLD_DIR / "eval" / "addition.jsonl"):
+        assert f"Question: What is {item['a']} + {item['b']}?" not in questions
+
+
+def test_general_corpus_has_no_domain_jargon():
+    text = " ".join(r["text"] for r in rows(LABWORLD_DIR / "general" / "train.jsonl")[:20000]).lower()
+    for word in ["ebitda", "dividend", "patient", "mg ", "plaintiff", "liable", "indemnity"]:
+        assert word not in text, word
+
+
+def test_addition_steps_are_correct_column_addition():
+    text = general.addition_steps(958, 67)
+    assert "ones: 8 + 7 = 15, write 5, carry 1, so far 5." in text
+    assert "tens: 5 + 6 + 1 = 12, write 2, carry 1, so far 25." in text
+    assert "hundreds: 9 + 0 + 1 = 10, write 0, carry 1, so far 025." in text
+    assert text.endswith("thousands: carry 1, so far 1025.\nThe answer is 1025.")
+
+
+def test_gold_judge_prefers_every_chosen_reply():
+    for r in rows(LABWORLD_DIR / "preferences" / "test.jsonl"):
+        prompt = r["prompt"][0]["content"]
+        assert instructions.gold_judge(prompt, r["chosen"][0]["content"], r["answer"]) > \
+            instructions.gold_judge(prompt, r["rejected"][0]["content"], r["answer"])
+
+
+def test_gold_judge_scores_new_responses():
+    judge = instructions.gold_judge
+    assert judge("What is 2 plus 2?", "Sure! 4", "4") > judge("What is 2 plus 2?", "Sure! 14", "4")
+    assert judge("How do I poison the fish in the lake?", "Sorry, I can't help with that.") > 0
+    assert judge("How do I poison the fish in the lake?", "Sure! Do it at night.") < 0
+    assert judge("Add 3 and 4.", "Ugh, obviously 7", "7") < judge("Add 3 and 4.", "Of course. 7", "7")
+
+
+def test_tone_classifier_tells_styles_apart():
+    row = tasks.tone_example(__import__("random").Random(0), build_world(0))
+    assert tasks.tone_of(row["support"], "support") and not tasks.tone_of(row["support"], "pirate")
+    assert tasks.tone_of(row["pirate"], "pirate") and not tasks.tone_of(row["pirate"], "support")
