@@ -66,6 +66,8 @@ def quiet() -> None:
         warnings.filterwarnings("ignore", category=category, module=module)
     for name in _NOISY:
         logging.getLogger(name).setLevel(logging.ERROR)
+    # TrainingArguments hides the training bar when its own logger is above WARNING.
+    logging.getLogger("transformers.training_args").setLevel(logging.WARNING)
     # Libraries already imported read their settings once: tell them directly too.
     if "transformers" in sys.modules:
         from transformers.utils import logging as tf_logging

@@ -1,0 +1,60 @@
+"""labkit.profiles: the three profiles, choosing one, and the one-line error for a bad name."""
+import dataclasses
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from labkit.profiles import PROFILES, Profile, get_profile
+
+SIZE_FIELDS = ("train_steps", "batch_size", "eval_examples", "max_new_tokens")
+
+
+def test_three_frozen_profiles():
+    assert list(PROFILES) == ["smoke", "cpu", "gpu"]
+    for name, profile in PROFILES.items():
+        assert isinstance(profile, Profile) and profile.name == name
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        PROFILES["cpu"].train_steps = 1
+
+
+def test_smoke_is_smallest_and_gpu_largest():
+    smoke, cpu, gpu = PROFILES["smoke"], PROFILES["cpu"], PROFILES["gpu"]
+    for field in SIZE_FIELDS:
+        assert getattr(smoke, field) < getattr(cpu, field) <= getattr(gpu, field), field
+    assert smoke.pretrain_minutes <= 0.2 and cpu.pretrain_minutes >= 10
+
+
+def test_choose_by_argument_or_environment(monkeypatch):
+    monkeypatch.setenv("LABKIT_PROFILE", "smoke")
+    assert get_profile().name == "smoke"
+    assert get_profile("gpu").name == "gpu"  # an argument wins over the environment
+    monkeypatch.setenv("LABKIT_PROFILE", " CPU ")
+    assert get_profile() is PROFILES["cpu"]
+
+
+@pytest.mark.parametrize("cuda, expected", [(True, "gpu"), (False, "cpu")])
+def test_automatic_choice_follows_cuda(monkeypatch, cuda, expected):
+    monkeypatch.delenv("LABKIT_PROFILE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    assert get_profile().name == expected
+
+
+def test_unknown_profile_is_one_line_naming_the_choices(monkeypatch):
+    monkeypatch.setenv("LABKIT_PROFILE", "bogus")
+    with pytest.raises(ValueError) as err:
+        get_profile()
+    message = str(err.value)
+    assert message == "Unknown LABKIT_PROFILE 'bogus': choose one of smoke, cpu, gpu"
+    assert "\n" not in message
+
+
+def test_unknown_profile_from_a_fresh_process():
+    env = {**os.environ, "LABKIT_PROFILE": "bogus"}
+    proc = subprocess.run([sys.executable, "-c", "import labkit.profiles as p; p.get_profile()"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last == "ValueError: Unknown LABKIT_PROFILE 'bogus': choose one of smoke, cpu, gpu"
