@@ -1,0 +1,87 @@
+# LLM Tuning Lab. Every target sets itself up: it creates .venv if missing and installs
+# torch, then the lab (`pip install -e .[dev]`); once installed, that step is skipped until
+# pyproject.toml changes.
+#
+#   make book   run every notebook (default profile) and build the HTML book into _build/html
+#   make test   unit tests + every notebook under nbmake, in the smoke profile
+#   make lab    open JupyterLab on notebooks/
+#
+# Variables: PYTHON (to create .venv), VENV (an existing environment to use instead, e.g. a
+# conda env: VENV=$CONDA_PREFIX), TORCH_SPEC (installed only when torch is missing).
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+NBMAKE_TIMEOUT ?= 900
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.lab-installed
+export PATH := $(abspath $(BIN)):$(PATH)
+
+# Front-end files served by the book itself, so math and widgets render offline.
+VENDOR := book/vendor
+STATIC := $(VENDOR)/static
+NPM_PACKAGES := mathjax@3.2.2 @jupyter-widgets/html-manager@1.0.15 requirejs@2.3.8
+
+.PHONY: help setup book test lab vendor clean distclean
+
+help:
+	@sed -n 's/^#   //p' Makefile
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || { echo "creating $(VENV)"; $(PYTHON) -m venv $(VENV); }
+	@if $(BIN)/python -c "import torch" 2>/dev/null; then \
+	  echo "keeping the installed torch $$($(BIN)/python -c 'import torch; print(torch.__version__)')"; \
+	else \
+	  $(BIN)/python -m pip install "$(TORCH_SPEC)"; \
+	fi
+	@# Pin torch to what is installed, so installing the lab never replaces it (e.g. a CUDA build).
+	$(BIN)/python -c "import torch; print('torch==' + torch.__version__)" > $(VENV)/torch-constraint.txt
+	$(BIN)/python -m pip install -c $(VENV)/torch-constraint.txt -e ".[dev]"
+	@touch $@
+
+test: setup
+	@notebooks=$$(ls notebooks/*.ipynb >/dev/null 2>&1 && echo notebooks); \
+	LABKIT_PROFILE=smoke $(BIN)/python -m pytest tests $$notebooks --nbmake \
+	  --nbmake-timeout=$(NBMAKE_TIMEOUT); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; rc=0; fi; exit $$rc
+
+book: setup vendor
+	@# jupyter-cache does not notice changes to labkit, the data or the profile: key it on them.
+	@key="$$(find labkit data -type f \( -name '*.py' -o -name '*.json' -o -name '*.jsonl' \
+	  -o -name '*.safetensors' \) -not -path '*/__pycache__/*' 2>/dev/null | LC_ALL=C sort \
+	  | xargs -r sha256sum | sha256sum | cut -c1-16)-$${LABKIT_PROFILE:-auto}"; \
+	if [ "$$(cat _build/.labkit-cache-key 2>/dev/null)" != "$$key" ]; then \
+	  echo "labkit, data or profile changed: notebooks will be re-executed"; \
+	  rm -rf _build/.jupyter_cache; mkdir -p _build; echo "$$key" > _build/.labkit-cache-key; \
+	fi
+	$(BIN)/jupyter-book build . -W --keep-going
+	@echo "Open _build/html/index.html"
+
+vendor: $(STATIC)/.complete
+
+$(STATIC)/.complete: Makefile
+	@if command -v npm >/dev/null 2>&1 && npm install --no-save --no-audit --no-fund \
+	    --loglevel=error --prefix $(VENDOR) $(NPM_PACKAGES); then \
+	  rm -rf $(STATIC) && mkdir -p $(STATIC)/html-manager && \
+	  cp -r $(VENDOR)/node_modules/mathjax/es5 $(STATIC)/mathjax && \
+	  cp $(VENDOR)/node_modules/requirejs/require.js $(STATIC)/require.js && \
+	  cp $(VENDOR)/node_modules/@jupyter-widgets/html-manager/dist/* $(STATIC)/html-manager/ && \
+	  rm -f $(STATIC)/html-manager/*.map && touch $@; \
+	else \
+	  echo "npm unavailable: the book will load MathJax and the widget manager from a CDN;"; \
+	  echo "the build lists the pages that need a network for math or widgets."; \
+	fi
+
+lab: setup
+	$(BIN)/jupyter lab --ServerApp.root_dir=notebooks
+
+clean:
+	rm -rf _build $(VENDOR) .pytest_cache
+
+distclean: clean
+	rm -rf $(VENV) results *.egg-info
