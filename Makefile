@@ -50,15 +50,19 @@ test: setup
 	  --nbmake-timeout=$(NBMAKE_TIMEOUT); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; rc=0; fi; exit $$rc
 
+# $(call refresh,PATHS TO DELETE,FILES TO HASH,EXTRA KEY,KEY FILE): delete the paths when the
+# hash of the files (plus the extra key) differs from the one saved in the key file.
+refresh = key="$$(find $(2) -type f -not -path '*/__pycache__/*' 2>/dev/null | LC_ALL=C sort \
+	| xargs -r sha256sum | sha256sum | cut -c1-16)-$(3)"; \
+	if [ "$$(cat $(4) 2>/dev/null)" != "$$key" ]; then \
+	  rm -rf $(1); mkdir -p _build; echo "$$key" > $(4); fi
+
 book: setup vendor
-	@# jupyter-cache does not notice changes to labkit, the data or the profile: key it on them.
-	@key="$$(find labkit data -type f \( -name '*.py' -o -name '*.json' -o -name '*.jsonl' \
-	  -o -name '*.safetensors' \) -not -path '*/__pycache__/*' 2>/dev/null | LC_ALL=C sort \
-	  | xargs -r sha256sum | sha256sum | cut -c1-16)-$${LABKIT_PROFILE:-auto}"; \
-	if [ "$$(cat _build/.labkit-cache-key 2>/dev/null)" != "$$key" ]; then \
-	  echo "labkit, data or profile changed: notebooks will be re-executed"; \
-	  rm -rf _build/.jupyter_cache; mkdir -p _build; echo "$$key" > _build/.labkit-cache-key; \
-	fi
+	@# jupyter-cache does not notice changes to labkit, the data or the profile;
+	@# Sphinx does not recopy static files when no page changed. Key both caches ourselves.
+	@$(call refresh,_build/.jupyter_cache,labkit data,$${LABKIT_PROFILE:-auto},_build/.key-execution)
+	@$(call refresh,_build/html _build/.doctrees,book/static book/_ext $(STATIC)/.complete,\
+	  $(NPM_PACKAGES),_build/.key-static)
 	$(BIN)/jupyter-book build . -W --keep-going
 	@echo "Open _build/html/index.html"
 

@@ -51,6 +51,7 @@ def test_plot_losses_without_history_says_so():
 def test_plot_memory_bars_are_the_peaks():
     ax = plot_memory(RUNS)
     assert [bar.get_height() for bar in ax.patches] == [300.0, 120.0, 50.0]
+    assert [t.get_text() for t in ax.texts] == ["300", "120", "50"]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["full", "lora", "prompting"]
     assert "cpu_rss" in ax.get_ylabel()
     _renders(ax)
@@ -65,6 +66,14 @@ def test_plot_params_log_scale_total_and_trainable():
     labels = [t.get_text() for t in ax.texts]
     assert "8.19k (0.41%)" in labels and "2M" in labels
     _renders(ax)
+
+
+def test_leaves_matplotlib_settings_alone():
+    before = dict(matplotlib.rcParams)
+    interactive = matplotlib.is_interactive()
+    plot_losses(RUNS), plot_memory(RUNS), plot_params(RUNS)
+    assert dict(matplotlib.rcParams) == before
+    assert matplotlib.is_interactive() == interactive
 
 
 def test_draws_on_a_given_axes():
