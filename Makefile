@@ -58,9 +58,10 @@ refresh = key="$$(find $(2) -type f -not -path '*/__pycache__/*' 2>/dev/null | L
 	  rm -rf $(1); mkdir -p _build; echo "$$key" > $(4); fi
 
 book: setup vendor
-	@# jupyter-cache does not notice changes to labkit, the data or the profile;
-	@# Sphinx does not recopy static files when no page changed. Key both caches ourselves.
-	@$(call refresh,_build/.jupyter_cache,labkit data,$${LABKIT_PROFILE:-auto},_build/.key-execution)
+	@# Neither jupyter-cache nor Sphinx notices changes to labkit, the data or the profile, and
+	@# Sphinx does not recopy static files when no page changed: key those caches ourselves.
+	@$(call refresh,_build/.jupyter_cache _build/.doctrees _build/html _build/jupyter_execute,\
+	  labkit data,$${LABKIT_PROFILE:-auto},_build/.key-execution)
 	@$(call refresh,_build/html _build/.doctrees,book/static book/_ext $(STATIC)/.complete,\
 	  $(NPM_PACKAGES),_build/.key-static)
 	$(BIN)/jupyter-book build . -W --keep-going

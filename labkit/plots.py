@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
+from matplotlib.ticker import MaxNLocator
 
 # One style for every figure in the book: a colour-blind-safe palette (Okabe & Ito), a light
 # grid, no top/right frame. Applied to each Axes explicitly rather than via rcParams, so it
@@ -44,6 +45,11 @@ def _mb(v: float) -> str:
     return f"{v:,.0f}" if v >= 10 else f"{v:.2g}"
 
 
+def _pct(p: float) -> str:
+    """100.0 -> '100%', 0.408 -> '0.41%'"""
+    return f"{p:.0f}%" if p >= 10 else f"{p:.2g}%"
+
+
 def plot_losses(runs: list[dict], ax: Axes | None = None, title: str = "Training loss") -> Axes:
     """One loss curve per run that has a `loss_history` (x: optimiser step, y: loss)."""
     ax = _axes(ax)
@@ -58,6 +64,7 @@ def plot_losses(runs: list[dict], ax: Axes | None = None, title: str = "Training
     else:
         ax.text(0.5, 0.5, "no loss history in these runs", ha="center", va="center",
                 transform=ax.transAxes)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set(xlabel="step", ylabel="loss", title=title)
     return ax
 
@@ -89,10 +96,11 @@ def plot_params(runs: list[dict], ax: Axes | None = None,
                         color=COLORS[1])
     ax.bar_label(bars_total, labels=[_human(n) for n in total], padding=2, fontsize=8)
     ax.bar_label(bars_train, padding=2, fontsize=8,
-                 labels=[f"{_human(r['trainable_params'])} ({100 * r['trainable_params'] / t:.2g}%)"
+                 labels=[f"{_human(r['trainable_params'])} ({_pct(100 * r['trainable_params'] / t)})"
                          for r, t in zip(runs, total)])
     ax.set_yscale("log")
+    ax.set_ylim(top=max(total) * 4)  # room for the labels above the tallest bar
     ax.set_xticks(list(x), [run["name"] for run in runs])
     ax.set(ylabel="parameters (log scale)", title=title)
-    ax.legend(frameon=False)
+    ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1, 1))
     return ax

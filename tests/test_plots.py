@@ -64,7 +64,8 @@ def test_plot_params_log_scale_total_and_trainable():
     assert heights[:3] == [2_000_000, 2_008_192, 2_000_000]  # total
     assert heights[3:] == [2_000_000, 8_192, 1]              # trainable (0 drawn at 1 on a log axis)
     labels = [t.get_text() for t in ax.texts]
-    assert "8.19k (0.41%)" in labels and "2M" in labels
+    assert labels[3:] == ["2M (100%)", "8.19k (0.41%)", "0 (0%)"]
+    assert labels[:3] == ["2M", "2.01M", "2M"]
     _renders(ax)
 
 
