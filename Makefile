@@ -16,6 +16,7 @@ PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 NBMAKE_TIMEOUT ?= 900
+NPM ?= npm
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.lab-installed
 export PATH := $(abspath $(BIN)):$(PATH)
@@ -70,7 +71,7 @@ book: setup vendor
 vendor: $(STATIC)/.complete
 
 $(STATIC)/.complete: Makefile
-	@if command -v npm >/dev/null 2>&1 && npm install --no-save --no-audit --no-fund \
+	@if command -v $(NPM) >/dev/null 2>&1 && $(NPM) install --no-save --no-audit --no-fund \
 	    --loglevel=error --prefix $(VENDOR) $(NPM_PACKAGES); then \
 	  rm -rf $(STATIC) && mkdir -p $(STATIC)/html-manager && \
 	  cp -r $(VENDOR)/node_modules/mathjax/es5 $(STATIC)/mathjax && \
