@@ -12,7 +12,7 @@ Peak memory is what the block added on top of what was there before it:
   milliseconds by a background thread while the block runs, plus once at its end; the peak is
   reported above the RSS just before the block.
 - CUDA (`"cuda_max_allocated"`): torch's peak allocated memory during the block, counted from
-  zero, so it includes the model weights already on the GPU (what `nvidia-smi` users expect).
+  zero, so it includes the model weights already on the GPU.
 MB here means 2**20 bytes.
 """
 from __future__ import annotations
@@ -76,7 +76,7 @@ class Measurement:
                     "tokens_per_s": self.tokens_per_s}
         for key, value in optional.items():
             if value is not None:
-                run[key] = int(value) if key in ("train_tokens", "steps") else round(float(value), 4)
+                run[key] = int(value) if key in ("train_tokens", "steps") else round(float(value), 6)
         if loss_history is not None:
             run["loss_history"] = [[int(step), float(loss)] for step, loss in loss_history
                                    if math.isfinite(loss)]
