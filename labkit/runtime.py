@@ -64,6 +64,9 @@ def quiet() -> None:
     module = rf"({'|'.join(_NOISY)})(\.|$)"
     for category in (FutureWarning, UserWarning, DeprecationWarning):
         warnings.filterwarnings("ignore", category=category, module=module)
+    # seed_everything asks for deterministic kernels; where a GPU op has none, torch says so
+    # at every step.
+    warnings.filterwarnings("ignore", message=".*does not have a deterministic implementation")
     for name in _NOISY:
         logging.getLogger(name).setLevel(logging.ERROR)
     # TrainingArguments hides the training bar when its own logger is above WARNING.

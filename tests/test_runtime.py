@@ -69,6 +69,8 @@ def test_quiet_silences_library_noise_but_not_user_code(restore_logging):
         for module in ("transformers.trainer", "trl.trainer.sft_trainer", "peft.tuners.lora"):
             warnings.warn_explicit("library noise", FutureWarning, "lib.py", 1, module=module)
             warnings.warn_explicit("library noise", UserWarning, "lib.py", 1, module=module)
+        warnings.warn_explicit("index_add_cuda_ does not have a deterministic implementation, but ...",
+                               UserWarning, "graph.py", 1, module="torch.autograd.graph")
         warnings.warn_explicit("your warning", UserWarning, "nb.py", 1, module="__main__")
     assert [str(w.message) for w in caught] == ["your warning"]
     assert os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] == "1"
