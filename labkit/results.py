@@ -45,7 +45,10 @@ def _where(path) -> str:
     """jsonschema's path as the reader writes it: runs[0].metrics.accuracy"""
     out = ""
     for part in path:
-        out += f"[{part}]" if isinstance(part, int) else f".{part}" if out else str(part)
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
     return out
 
 
