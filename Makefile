@@ -84,6 +84,7 @@ $(STATIC)/.complete: Makefile
 	fi
 
 lab: setup
+	@mkdir -p notebooks
 	$(BIN)/jupyter lab --ServerApp.root_dir=notebooks
 
 clean:
