@@ -85,7 +85,7 @@ $(STATIC)/.complete: Makefile
 
 lab: setup
 	@mkdir -p notebooks
-	$(BIN)/jupyter lab --ServerApp.root_dir=notebooks
+	$(BIN)/jupyter lab --ServerApp.root_dir=notebooks $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 clean:
 	rm -rf _build $(VENDOR) .pytest_cache
