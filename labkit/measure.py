@@ -172,3 +172,15 @@ class LossHistory(TrainerCallback):
             self.losses.append((state.global_step, float(logs["loss"])))
         if "eval_loss" in logs:
             self.eval_losses.append((state.global_step, float(logs["eval_loss"])))
+
+
+def fingerprint(model: torch.nn.Module) -> str:
+    """SHA-256 of every parameter's name and bytes: equal fingerprints mean bit-identical weights
+    (chapters 1 and 2 check that prompting and soft prompts leave the base untouched)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()

@@ -25,12 +25,22 @@ class Profile:
     max_new_tokens: int = 32       # generation length
     lr: float = 1e-3               # learning rate for small adapters; full fine-tuning scales it down
     pretrain_minutes: float = 40.0  # wall-clock budget for pretraining the base model (chapter 0)
+    pretrain_demo_minutes: float = 1.0  # chapter 0 re-runs the recipe briefly on a corpus slice
+    pretrain_demo_docs: int = 20000
+    eval_limit: int = 0            # items per evaluation; 0 = all held-out items
+    shots: tuple[int, ...] = (0, 1, 3, 5)      # chapter 1
+    virtual_tokens: int = 16                   # chapter 2
+    virtual_token_sweep: tuple[int, ...] = (1, 4, 16, 32)
+    prompt_lr: float = 3e-2
+    prefix_lr: float = 1e-2
 
 
 # Presets hold only what differs from the defaults above.
 PROFILES: dict[str, Profile] = {
     "smoke": Profile("smoke", train_steps=4, batch_size=2, eval_examples=8, max_new_tokens=8,
-                     pretrain_minutes=0.1),  # 0.1 min = 6 s
+                     pretrain_minutes=0.1,  # 0.1 min = 6 s
+                     pretrain_demo_minutes=0.05, pretrain_demo_docs=300, eval_limit=8, shots=(0, 3),
+                     virtual_tokens=4, virtual_token_sweep=(4,)),
     "cpu": Profile("cpu"),
     "gpu": Profile("gpu", train_steps=1000, batch_size=32, eval_examples=1000, max_new_tokens=64),
 }

@@ -116,6 +116,12 @@ class Results:
                 "profile": self.profile, "environment": environment(), "runs": self.runs,
                 "claims": self.claims}
 
+    def table(self):
+        """The claims as a pandas DataFrame, for showing at the end of a chapter."""
+        import pandas as pd
+
+        return pd.DataFrame(self.to_dict()["claims"])[["id", "measured", "comparison", "threshold", "holds", "text"]]
+
     def write(self, results_dir: str | Path | None = None) -> Path:
         """Validate, then write atomically to <results_dir>/<profile>/<chapter>.json."""
         target = Path(results_dir or paths.RESULTS_DIR) / self.profile / f"{self.chapter}.json"
