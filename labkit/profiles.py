@@ -39,7 +39,7 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "smoke": Profile("smoke", train_steps=4, batch_size=2, eval_examples=8, max_new_tokens=8,
                      pretrain_minutes=0.1,  # 0.1 min = 6 s
-                     pretrain_demo_minutes=0.05, pretrain_demo_docs=300, eval_limit=8, shots=(0, 3),
+                     pretrain_demo_minutes=0.1, pretrain_demo_docs=300, eval_limit=8, shots=(0, 3),
                      virtual_tokens=4, virtual_token_sweep=(4,)),
     "cpu": Profile("cpu"),
     "gpu": Profile("gpu", train_steps=1000, batch_size=32, eval_examples=1000, max_new_tokens=64),
