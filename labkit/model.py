@@ -67,11 +67,16 @@ def _check_hub(repo_id: str) -> None:
                                 f"from this machine ({type(err).__name__}). {advice}") from None
 
 
-def load_tokenizer(name: str | None = None):
+def _loadable_path(name: str | None) -> str:
+    """A local directory, or a Hub id that was checked to be downloadable (else a clear error)."""
     path = resolve_model_path(name)
     if not Path(path).is_dir():
         _check_hub(path)
-    return AutoTokenizer.from_pretrained(path)
+    return path
+
+
+def load_tokenizer(name: str | None = None):
+    return AutoTokenizer.from_pretrained(_loadable_path(name))
 
 
 def load_model(name: str | None = None, dtype=None):
@@ -79,9 +84,7 @@ def load_model(name: str | None = None, dtype=None):
     Move it with `.to(device)` where a chapter trains on a GPU."""
     import torch
 
-    path = resolve_model_path(name)
-    if not Path(path).is_dir():
-        _check_hub(path)
+    path = _loadable_path(name)
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.float32)
     model.eval()
