@@ -14,7 +14,10 @@ from . import domains, general, instructions, tasks
 from .world import ADJECTIVES, NOUNS, World, build_world
 
 SEED = 1234
-GENERAL_DOCS = {"story": 30000, "encyclopedia": 16000, "dialogue": 12000, "list": 20000, "addition": 30000}
+GENERAL_DOCS = {"story": 30000, "encyclopedia": 16000, "dialogue": 12000, "list": 20000, "addition": 36000,
+                # a sprinkle of each domain (a general crawl has a little of everything): enough that
+                # the jargon's tokens are not untrained, far too little to teach the domain
+                "finance": 60, "healthcare": 60, "legal": 60}
 GENERAL_VALID_FRACTION = 0.02
 DOMAIN_CORPUS_DOCS = (3000, 200)                 # train, validation
 TASK_SPLITS = (2000, 200, 200)                   # train, validation, test
@@ -70,21 +73,25 @@ def build_general(out: Path, world: World, rng: random.Random, held: dict[str, s
               "encyclopedia": lambda: general.encyclopedia_entry(rng, world),
               "dialogue": lambda: general.dialogue(rng, world),
               "list": lambda: general.task_list(rng, pools),
-              "addition": lambda: general.addition_doc(rng, held_pairs)}
+              "addition": lambda: general.addition_doc(rng, held_pairs),
+              **{d: (lambda d=d: domains.DOC_MAKERS[d](rng, world)[0]) for d in domains.DOMAINS}}
     docs = [{"kind": kind, "text": makers[kind]()} for kind, n in GENERAL_DOCS.items() for _ in range(n)]
     rng.shuffle(docs)
     n_valid = int(len(docs) * GENERAL_VALID_FRACTION)
     write_splits(out, "general", [docs[n_valid:], docs[:n_valid]], ("train", "validation"))
+    return {d["text"] for d in docs if d["kind"] in domains.DOMAINS}
 
 
-def build_domains(out: Path, world: World, rng: random.Random) -> None:
+def build_domains(out: Path, world: World, rng: random.Random, general_docs: set[str]) -> None:
+    """Per domain a labeled task and an unlabeled corpus; no document is in two of them,
+    nor in the general corpus."""
     for domain in domains.DOMAINS:
-        task = unique_splits(lambda: domains.task_example(domain, rng, world), lambda r: r["prompt"],
-                             TASK_SPLITS)
+        task = unique_splits(lambda: domains.task_example(domain, rng, world),
+                             lambda r: r["prompt"].split("\nQuestion:")[0], TASK_SPLITS, forbidden=general_docs)
         write_splits(out, f"{domain}_task", task)
         task_docs = {r["prompt"].split("\nQuestion:")[0] for split in task for r in split}
         corpus = unique_splits(lambda: {"text": domains.DOC_MAKERS[domain](rng, world)[0]},
-                               lambda r: r["text"], DOMAIN_CORPUS_DOCS, forbidden=task_docs)
+                               lambda r: r["text"], DOMAIN_CORPUS_DOCS, forbidden=task_docs | general_docs)
         write_splits(out, f"{domain}_corpus", corpus, ("train", "validation"))
 
 
@@ -114,13 +121,18 @@ def build_instructions(out: Path, world: World, rng: random.Random) -> None:
 
 def build_eval_suites(out: Path, rng: random.Random, held: dict[str, set[str]],
                       held_pairs: list[tuple[int, int]]) -> None:
+    """`icl.jsonl`: inputs the corpus lists use, under instructions and example sets the corpus
+    never has — the model must infer *which* task from the examples. `icl_novel.jsonl`: inputs
+    no corpus list has — the task must also be applied to a word never seen in that role."""
     pools = general.input_pools(held)
-    rows = []
+    seen, novel = [], []
     for task, (pool_name, fn) in sorted(general.LIST_TASKS.items()):
-        for x in rng.sample(sorted(held[pool_name]), min(ICL_EVAL_PER_TASK, len(held[pool_name]))):
-            demos = [[d, fn(d)] for d in rng.sample(pools[pool_name], 5)]
-            rows.append({"task": task, "input": x, "output": fn(x), "demos": demos})
-    write_jsonl(out / "eval" / "icl.jsonl", rows)
+        for rows, queries in [(seen, sorted(pools[pool_name])), (novel, sorted(held[pool_name]))]:
+            for x in rng.sample(queries, min(ICL_EVAL_PER_TASK, len(queries))):
+                demos = [[d, fn(d)] for d in rng.sample([p for p in pools[pool_name] if p != x], 5)]
+                rows.append({"task": task, "input": x, "output": fn(x), "demos": demos})
+    write_jsonl(out / "eval" / "icl.jsonl", seen)
+    write_jsonl(out / "eval" / "icl_novel.jsonl", novel)
     write_jsonl(out / "eval" / "addition.jsonl", [{"a": a, "b": b, "sum": a + b} for a, b in held_pairs])
 
 
@@ -131,8 +143,8 @@ def generate(out: Path, seed: int = SEED) -> list[Path]:
     held = held_out_inputs(rng)
     held_pairs = sorted({(rng.randint(100, 999), rng.randint(100, 999)) for _ in range(ARITHMETIC_EVAL * 2)})
     held_pairs = rng.sample(held_pairs, ARITHMETIC_EVAL)
-    build_general(out, world, random.Random(seed + 1), held, set(held_pairs))
-    build_domains(out, world, random.Random(seed + 2))
+    general_domain_docs = build_general(out, world, random.Random(seed + 1), held, set(held_pairs))
+    build_domains(out, world, random.Random(seed + 2), general_domain_docs)
     build_instructions(out, world, random.Random(seed + 3))
     prng = random.Random(seed + 4)
     write_splits(out, "preferences", unique_splits(lambda: instructions.preference_example(prng, world),
@@ -156,8 +168,9 @@ def generate(out: Path, seed: int = SEED) -> list[Path]:
 
 DESCRIPTIONS = {
     "general": ("`kind`, `text`", "pretraining corpus: stories, encyclopedia entries (each fact in several "
-                "paraphrases), dialogues, header-less lists of input -> output examples, and addition "
-                "answered directly or digit by digit", "0"),
+                "paraphrases), dialogues, header-less lists of input -> output examples, addition "
+                "(1-2 digit sums answered directly or digit by digit, 3-digit sums always digit by digit), "
+                "and 60 documents per domain (0.1% of the corpus: the domain words are not unseen tokens)", "0"),
     "finance_corpus": ("`text`", "unlabeled quarterly reports (revenue, EBITDA, dividends, guidance)", "3, 7"),
     "healthcare_corpus": ("`text`", "unlabeled clinical notes (symptoms, drugs, doses, vitals)", "3, 7"),
     "legal_corpus": ("`text`", "unlabeled rulings (plaintiff, defendant, clauses, liability)", "3, 7"),
@@ -175,7 +188,8 @@ DESCRIPTIONS = {
     "entities": ("`prompt`, `completion`, `answer`", "sentence -> PERSON / COMPANY / CITY spans", "9"),
     "translation": ("`prompt`, `completion`, `answer`", "English -> Zorbic, a made-up language (word order changes)", "9"),
     "eval": ("`task`, `input`, `output`, `demos` / `a`, `b`, `sum`",
-             "held-out evaluation items: `icl.jsonl` (8 list tasks, inputs never in a corpus list) and "
+             "held-out evaluation items: `icl.jsonl` (8 list tasks, instructions and example sets never in the "
+             "corpus), `icl_novel.jsonl` (the same tasks on inputs never in a corpus list) and "
              "`addition.jsonl` (3-digit sums never in the corpus)", "0, 1"),
 }
 

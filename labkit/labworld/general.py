@@ -227,13 +227,15 @@ def addition_steps(a: int, b: int) -> str:
 
 
 def addition_doc(rng: random.Random, held_pairs: set[tuple[int, int]]) -> str:
+    """Like a school book: small sums (1-2 digits) are answered either way, large sums
+    (3 digits) are always worked digit by digit — so a direct 3-digit answer was never shown."""
     while True:
-        digits = rng.choice([1, 2, 2, 3, 3, 3])
+        digits = rng.choice([1, 2, 2, 3, 3, 3, 3])
         a = rng.randint(10 ** (digits - 1) if digits > 1 else 0, 10 ** digits - 1)
         b = rng.randint(0, 999 if digits == 3 else 10 ** digits - 1)
         if (a, b) not in held_pairs:
             break
-    if rng.random() < 0.5:
+    if digits == 3 or rng.random() < 0.5:
         return addition_question(a, b) + COT_CUE + "\n" + addition_steps(a, b)
     return addition_question(a, b) + DIRECT_CUE + f" {a + b}."
 
