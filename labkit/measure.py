@@ -83,6 +83,20 @@ class Measurement:
         return run
 
 
+def release_freed_memory() -> None:
+    """Collect garbage and hand freed heap pages back to the OS (glibc `malloc_trim`), so the
+    RSS baseline of the next measured block is not inflated by an earlier run's leftovers —
+    without it, a second run can reuse freed pages and look cheaper than the first."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (macOS, musl): RSS stays a little optimistic
+        pass
+
+
 class _RssSampler(threading.Thread):
     """Samples this process's RSS every `interval` seconds until stopped; keeps the maximum."""
 
@@ -118,6 +132,7 @@ def measure(name: str, tokens: int | None = None,
         torch.cuda.reset_peak_memory_stats()
         m.memory_kind = "cuda_max_allocated"
     else:
+        release_freed_memory()
         baseline = psutil.Process().memory_info().rss
         sampler = _RssSampler()
         sampler.start()

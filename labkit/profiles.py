@@ -6,7 +6,7 @@
 
 Pick one with `LABKIT_PROFILE=smoke|cpu|gpu`; notebooks call `get_profile()` once at the top.
 A profile holds only numbers: the notebook still shows the real library call, e.g.
-`TrainingArguments(max_steps=profile.train_steps, learning_rate=profile.lr, ...)`.
+`SFTConfig(max_steps=profile.train_steps, learning_rate=profile.lora_lr, ...)`.
 To add a field, give it a default here (the cpu value) and override it where it differs.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ class Profile:
     batch_size: int = 8            # examples per step
     eval_examples: int = 200       # held-out examples scored per evaluation
     max_new_tokens: int = 32       # generation length
-    lr: float = 1e-3               # learning rate for small adapters; full fine-tuning scales it down
+    lr: float = 1e-3               # default learning rate; chapters override it per method below
     pretrain_minutes: float = 40.0  # wall-clock budget for pretraining the base model (chapter 0)
     pretrain_demo_minutes: float = 1.0  # chapter 0 re-runs the recipe briefly on a corpus slice
     pretrain_demo_docs: int = 20000
@@ -33,6 +33,10 @@ class Profile:
     virtual_token_sweep: tuple[int, ...] = (1, 4, 16, 32)
     prompt_lr: float = 3e-2
     prefix_lr: float = 1e-2
+    lora_r: int = 8                            # chapter 3
+    lora_ranks: tuple[int, ...] = (1, 4, 16, 64)
+    lora_lr: float = 1e-2
+    full_ft_lr: float = 1e-3
 
 
 # Presets hold only what differs from the defaults above.
@@ -40,7 +44,7 @@ PROFILES: dict[str, Profile] = {
     "smoke": Profile("smoke", train_steps=4, batch_size=2, eval_examples=8, max_new_tokens=8,
                      pretrain_minutes=0.1,  # 0.1 min = 6 s
                      pretrain_demo_minutes=0.1, pretrain_demo_docs=300, eval_limit=8, shots=(0, 3),
-                     virtual_tokens=4, virtual_token_sweep=(4,)),
+                     virtual_tokens=4, virtual_token_sweep=(4,), lora_ranks=(4,)),
     "cpu": Profile("cpu"),
     "gpu": Profile("gpu", train_steps=1000, batch_size=32, eval_examples=1000, max_new_tokens=64),
 }

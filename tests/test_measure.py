@@ -144,3 +144,21 @@ def test_loss_history_from_a_trl_trainer(tiny_llama, tmp_path):
     SFTTrainer(model=tiny_llama, args=args, train_dataset=Dataset.from_dict({"text": texts}),
                processing_class=_tiny_tokenizer(), callbacks=[history]).train()
     assert [step for step, _ in history.losses] == [1, 2, 3]
+
+
+def test_a_second_run_is_not_hidden_by_the_first_runs_freed_pages():
+    """Small tensors live on the C heap; once freed, their pages stay in the process unless
+    handed back (a live allocation above them stops the heap shrinking by itself). Without
+    that, the second identical block reuses those pages and records next to nothing."""
+    pins = []
+
+    def small_tensors_block():
+        with measure("small tensors") as m:
+            chunks = [torch.ones(25_000) for _ in range(2000)]  # 2000 x 100 KB, each touched
+            pins.append(torch.ones(25_000))  # outlives the block, above the freed chunks
+            del chunks
+        return m.peak_memory_mb
+
+    first, second = small_tensors_block(), small_tensors_block()
+    assert first >= 150, first
+    assert second >= 150, second
