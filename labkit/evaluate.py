@@ -131,18 +131,23 @@ def base_model_report(model, tokenizer, limit: int | None = None) -> dict[str, f
     def take(rows):
         return rows[:limit] if limit else rows
 
-    additions = take(load_rows("eval", "addition"))
-    icl_items = load_rows("eval", "icl")
-    if limit:  # keep every task represented
+    def take_per_task(items):  # keep every task represented
+        if not limit:
+            return items
         by_task: dict[str, list] = {}
-        for it in icl_items:
+        for it in items:
             by_task.setdefault(it["task"], []).append(it)
-        icl_items = [it for rows in by_task.values() for it in rows[: max(1, limit // len(by_task))]]
+        return [it for rows in by_task.values() for it in rows[: max(1, limit // len(by_task))]]
+
+    additions = take(load_rows("eval", "addition"))
+    icl_items, novel_items = take_per_task(load_rows("eval", "icl")), take_per_task(load_rows("eval", "icl_novel"))
     report = {
         "addition_direct": addition_accuracy(model, tokenizer, additions, "direct"),
         "addition_cot": addition_accuracy(model, tokenizer, additions, "cot"),
         "icl_0shot": icl_accuracy(model, tokenizer, icl_items, 0)["mean"],
         "icl_3shot": icl_accuracy(model, tokenizer, icl_items, 3)["mean"],
+        "icl_novel_0shot": icl_accuracy(model, tokenizer, novel_items, 0)["mean"],
+        "icl_novel_3shot": icl_accuracy(model, tokenizer, novel_items, 3)["mean"],
         "instruction_zero_shot": instruction_accuracy(model, tokenizer, take(load_rows("instructions", "test"))),
         "ppl_general": perplexity(model, tokenizer, [r["text"] for r in take(load_rows("general", "validation"))]),
     }

@@ -104,3 +104,24 @@ def plot_params(runs: list[dict], ax: Axes | None = None,
     ax.set(ylabel="parameters (log scale)", title=title)
     ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1, 1))
     return ax
+
+
+def plot_matrix(table, ax: Axes | None = None, title: str = "", fmt: str = "{:.2f}",
+                xlabel: str = "", ylabel: str = "", vmin: float = 0.0, vmax: float = 1.0) -> Axes:
+    """A labelled heat map of a pandas DataFrame (rows x columns), each cell annotated; the
+    best value of each column is bold. Chapter 3 (adapter x domain) and chapter 9 use it."""
+    ax = _axes(ax)
+    ax.grid(False)  # a heat map's cells are its grid
+    values = table.to_numpy(dtype=float)
+    ax.imshow(values, cmap="Blues", vmin=vmin, vmax=vmax, aspect="auto")
+    best = values.max(axis=0)
+    for i in range(values.shape[0]):
+        for j in range(values.shape[1]):
+            dark = (values[i, j] - vmin) > 0.6 * (vmax - vmin)
+            ax.text(j, i, fmt.format(values[i, j]), ha="center", va="center",
+                    color="white" if dark else "black",
+                    fontweight="bold" if values[i, j] == best[j] else "normal")
+    ax.set_xticks(range(values.shape[1]), [str(c) for c in table.columns])
+    ax.set_yticks(range(values.shape[0]), [str(r) for r in table.index])
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    return ax

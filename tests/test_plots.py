@@ -8,7 +8,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 
-from labkit.plots import plot_losses, plot_memory, plot_params  # noqa: E402
+from labkit.plots import plot_losses, plot_matrix, plot_memory, plot_params  # noqa: E402
 
 RUNS = [
     {"name": "full", "total_params": 2_000_000, "trainable_params": 2_000_000, "peak_memory_mb": 300.0,
@@ -81,3 +81,15 @@ def test_draws_on_a_given_axes():
     fig, (left, right) = plt.subplots(1, 2)
     assert plot_losses(RUNS, ax=left) is left
     assert plot_memory(RUNS, ax=right) is right
+
+
+def test_plot_matrix_annotates_every_cell_and_bolds_each_column_best():
+    import pandas as pd
+
+    table = pd.DataFrame([[0.9, 0.1], [0.2, 0.8], [0.0, 0.0]], index=["a", "b", "base"], columns=["x", "y"])
+    ax = plot_matrix(table, title="t")
+    cells = {t.get_text(): t.get_fontweight() for t in ax.texts}
+    assert set(cells) == {"0.90", "0.10", "0.20", "0.80", "0.00"}
+    assert cells["0.90"] == "bold" and cells["0.80"] == "bold" and cells["0.10"] == "normal"
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b", "base"]
+    plt.close(ax.figure)
