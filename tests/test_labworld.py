@@ -101,9 +101,9 @@ def test_no_domain_document_is_in_two_datasets():
 
 def test_addition_steps_are_correct_column_addition():
     text = general.addition_steps(958, 67)
-    assert "ones: 8 + 7 = 15, write 5, carry 1, so far 5." in text
-    assert "tens: 5 + 6 + 1 = 12, write 2, carry 1, so far 25." in text
-    assert "hundreds: 9 + 0 + 1 = 10, write 0, carry 1, so far 025." in text
+    assert "ones: 958 + 67: 8 + 7 = 15, write 5, carry 1, so far 5." in text
+    assert "tens: 95 + 6: 5 + 6 + 1 = 12, write 2, carry 1, so far 25." in text
+    assert "hundreds: 9 + 0: 9 + 0 + 1 = 10, write 0, carry 1, so far 025." in text
     assert text.endswith("thousands: carry 1, so far 1025.\nThe answer is 1025.")
 
 

@@ -209,16 +209,20 @@ DIRECT_CUE = " The answer is"
 
 
 def addition_steps(a: int, b: int) -> str:
-    """Column addition with the carry and the running partial result written out."""
+    """Column addition, one line per column: the numbers still to add (each shorter by a digit
+    per line, so the column's digits are the last ones just written), the carry, and the
+    running partial result. Local lookups only — a 2M-parameter model can follow it."""
     da, db = str(a)[::-1], str(b)[::-1]
     carry, so_far, steps = 0, "", []
     for i in range(max(len(da), len(db))):
         x = int(da[i]) if i < len(da) else 0
         y = int(db[i]) if i < len(db) else 0
+        rest_a, rest_b = a // 10**i, b // 10**i
         s = x + y + carry
         terms = f"{x} + {y}" + (f" + {carry}" if carry else "")
         so_far = str(s % 10) + so_far
-        steps.append(f"{PLACES[i]}: {terms} = {s}, write {s % 10}, carry {s // 10}, so far {so_far}.")
+        steps.append(f"{PLACES[i]}: {rest_a} + {rest_b}: {terms} = {s}, write {s % 10}, carry {s // 10}, "
+                     f"so far {so_far}.")
         carry = s // 10
     if carry:
         so_far = "1" + so_far
