@@ -64,6 +64,7 @@ def contains_answer(output: str, answer: str) -> bool:
 
 
 # ---- chain of thought: addition ------------------------------------------------------------
+COT_MAX_TOKENS = 200  # the longest 3-digit working is about 140 tokens
 def addition_prompt(a: int, b: int, mode: str) -> str:
     """mode "direct" asks for the answer at once, "cot" for the digit-by-digit working."""
     return addition_question(a, b) + (DIRECT_CUE if mode == "direct" else COT_CUE + "\n")
@@ -76,7 +77,7 @@ def parse_number(text: str, mode: str) -> int | None:
 
 def addition_accuracy(model, tokenizer, items: list[dict], mode: str) -> float:
     prompts = [addition_prompt(it["a"], it["b"], mode) for it in items]
-    outputs = generate(model, tokenizer, prompts, max_new_tokens=150 if mode == "cot" else 6,
+    outputs = generate(model, tokenizer, prompts, max_new_tokens=COT_MAX_TOKENS if mode == "cot" else 6,
                        stop=None if mode == "cot" else "\n")
     return sum(parse_number(o, mode) == it["sum"] for o, it in zip(outputs, items)) / len(items)
 
