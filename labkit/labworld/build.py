@@ -17,7 +17,7 @@ SEED = 1234
 GENERAL_DOCS = {"story": 30000, "encyclopedia": 16000, "dialogue": 12000, "list": 20000, "addition": 36000,
                 # a sprinkle of each domain (a general crawl has a little of everything): enough that
                 # the jargon's tokens are not untrained, far too little to teach the domain
-                "finance": 60, "healthcare": 60, "legal": 60}
+                "finance": 20, "healthcare": 20, "legal": 20}
 GENERAL_VALID_FRACTION = 0.02
 DOMAIN_CORPUS_DOCS = (3000, 200)                 # train, validation
 TASK_SPLITS = (2000, 200, 200)                   # train, validation, test
@@ -170,7 +170,7 @@ DESCRIPTIONS = {
     "general": ("`kind`, `text`", "pretraining corpus: stories, encyclopedia entries (each fact in several "
                 "paraphrases), dialogues, header-less lists of input -> output examples, addition "
                 "(1-2 digit sums answered directly or digit by digit, 3-digit sums always digit by digit), "
-                "and 60 documents per domain (0.1% of the corpus: the domain words are not unseen tokens)", "0"),
+                "and 20 documents per domain (0.02% of the corpus each: the domain words are not unseen tokens)", "0"),
     "finance_corpus": ("`text`", "unlabeled quarterly reports (revenue, EBITDA, dividends, guidance)", "3, 7"),
     "healthcare_corpus": ("`text`", "unlabeled clinical notes (symptoms, drugs, doses, vitals)", "3, 7"),
     "legal_corpus": ("`text`", "unlabeled rulings (plaintiff, defendant, clauses, liability)", "3, 7"),
