@@ -126,3 +126,10 @@ def test_tone_classifier_tells_styles_apart():
     row = tasks.tone_example(__import__("random").Random(0), build_world(0))
     assert tasks.tone_of(row["support"], "support") and not tasks.tone_of(row["support"], "pirate")
     assert tasks.tone_of(row["pirate"], "pirate") and not tasks.tone_of(row["pirate"], "support")
+
+
+def test_plurals_follow_english_spelling():
+    from labkit.labworld.world import plural
+
+    assert [plural(n) for n in ["fox", "bus", "beach", "brush", "cup", "apple"]] == \
+        ["foxes", "buses", "beaches", "brushes", "cups", "apples"]

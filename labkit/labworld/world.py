@@ -75,8 +75,8 @@ COLORS = ["red", "blue", "green", "yellow", "brown", "white", "black", "pink", "
 
 
 def plural(noun: str) -> str:
-    """Every LabWorld noun takes a regular plural."""
-    return noun + "s"
+    """Every LabWorld noun takes a regular English plural: fox -> foxes, beach -> beaches, cup -> cups."""
+    return noun + ("es" if noun.endswith(("s", "x", "z", "ch", "sh")) else "s")
 
 
 def article(noun: str) -> str:
