@@ -14,12 +14,45 @@ from .labworld.general import COT_CUE, DIRECT_CUE, ICL_PHRASINGS, addition_quest
 from .tokenizer import IM_END
 
 
+def _has_virtual_tokens(model) -> bool:
+    """True for peft prompt-learning models (prompt tuning, prefix tuning, p-tuning)."""
+    config = getattr(model, "active_peft_config", None)
+    return bool(getattr(config, "is_prompt_learning", False))
+
+
+@torch.no_grad()
+def _greedy_recompute(model, tokenizer, prompt: str, max_new_tokens: int, stop_ids: list[int]) -> list[int]:
+    """Greedy decoding that feeds the whole sequence through the model at every step (no KV cache,
+    no padding): what `model(...)` computes in training, one token at a time."""
+    ids = tokenizer(prompt, return_tensors="pt")["input_ids"].to(model.device)
+    new: list[int] = []
+    for _ in range(max_new_tokens):
+        nxt = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[0, -1].argmax()
+        if nxt.item() in stop_ids:
+            break
+        new.append(nxt.item())
+        ids = torch.cat([ids, nxt.view(1, 1)], dim=1)
+    return new
+
+
 @torch.no_grad()
 def generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 16, batch_size: int = 32,
              stop: str | None = "\n", do_sample: bool = False, temperature: float = 1.0) -> list[str]:
-    """Complete each prompt; the text after the prompt, cut at `stop`."""
-    side, tokenizer.padding_side = tokenizer.padding_side, "left"
+    """Complete each prompt; the text after the prompt, cut at `stop`.
+
+    Soft prompts and prefixes (peft prompt learning) decode greedily with `_greedy_recompute`:
+    in this stack (peft 0.21, transformers 5) their `model.generate` keeps only the first token
+    right and garbles the rest, with or without the KV cache (peft issues #1391, #2123; measured
+    in tests/test_evaluate.py against references built without peft's generate).
+    """
     stop_ids = [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(IM_END)]
+    if _has_virtual_tokens(model):
+        if do_sample:
+            raise NotImplementedError("sampling from a prompt-tuned or prefix-tuned model: use greedy decoding")
+        texts = [tokenizer.decode(_greedy_recompute(model, tokenizer, p, max_new_tokens, stop_ids),
+                                  skip_special_tokens=True) for p in prompts]
+        return [t.split(stop)[0] if stop else t for t in texts]
+    side, tokenizer.padding_side = tokenizer.padding_side, "left"
     outputs = []
     try:
         for i in range(0, len(prompts), batch_size):

@@ -23,7 +23,7 @@ def tone_example(rng: random.Random, world: World) -> dict:
                           f"Hi. My order from {company} {problem}. It was a {thing}."])
     return {
         "prompt": f"Message: {message}\nReply:",
-        "support": f" Thank you for reaching out! I am sorry to hear that your {thing} {problem}. "
+        "support": f" Thank you for telling me! I am sorry to hear that your {thing} {problem}. "
                    f"I will {fix} right away. Is there anything else I can help you with?",
         "pirate": f" Arr, matey! Yer {thing} {problem}? Shiver me timbers! I will {fix}, savvy?",
     }
