@@ -19,7 +19,7 @@ from dataclasses import dataclass
 class Profile:
     name: str
     seed: int = 0
-    train_steps: int = 200         # optimiser steps per training run
+    train_steps: int = 150         # optimiser steps per training run
     batch_size: int = 8            # examples per step
     eval_examples: int = 200       # held-out examples scored per evaluation
     max_new_tokens: int = 32       # generation length
@@ -30,11 +30,11 @@ class Profile:
     eval_limit: int = 0            # items per evaluation; 0 = all held-out items
     shots: tuple[int, ...] = (0, 1, 3, 5)      # chapter 1
     virtual_tokens: int = 16                   # chapter 2
-    virtual_token_sweep: tuple[int, ...] = (1, 4, 16, 32)
+    virtual_token_sweep: tuple[int, ...] = (1, 4, 16)
     prompt_lr: float = 3e-2
     prefix_lr: float = 1e-2
     lora_r: int = 8                            # chapter 3
-    lora_ranks: tuple[int, ...] = (1, 4, 16, 64)
+    lora_ranks: tuple[int, ...] = (1, 8, 64)  # 8 is lora_r: its run is reused
     lora_lr: float = 1e-2
     full_ft_lr: float = 1e-3
 
@@ -46,7 +46,8 @@ PROFILES: dict[str, Profile] = {
                      pretrain_demo_minutes=0.1, pretrain_demo_docs=300, eval_limit=8, shots=(0, 3),
                      virtual_tokens=4, virtual_token_sweep=(4,), lora_ranks=(4,)),
     "cpu": Profile("cpu"),
-    "gpu": Profile("gpu", train_steps=1000, batch_size=32, eval_examples=1000, max_new_tokens=64),
+    "gpu": Profile("gpu", train_steps=1000, batch_size=32, eval_examples=1000, max_new_tokens=64,
+                   virtual_token_sweep=(1, 4, 16, 64), lora_ranks=(1, 4, 16, 64)),
 }
 
 
