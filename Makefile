@@ -48,7 +48,7 @@ $(STAMP): pyproject.toml
 test: setup
 	@notebooks=$$(ls notebooks/*.ipynb >/dev/null 2>&1 && echo notebooks); \
 	LABKIT_PROFILE=smoke $(BIN)/python -m pytest tests $$notebooks --nbmake \
-	  --nbmake-timeout=$(NBMAKE_TIMEOUT); rc=$$?; \
+	  --nbmake-timeout=$(NBMAKE_TIMEOUT) --durations=8; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; rc=0; fi; exit $$rc
 
 # $(call refresh,PATHS TO DELETE,FILES TO HASH,EXTRA KEY,KEY FILE): delete the paths when the
