@@ -51,20 +51,26 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 16, bat
             raise NotImplementedError("sampling from a prompt-tuned or prefix-tuned model: use greedy decoding")
         texts = [tokenizer.decode(_greedy_recompute(model, tokenizer, p, max_new_tokens, stop_ids),
                                   skip_special_tokens=True) for p in prompts]
-        return [t.split(stop)[0] if stop else t for t in texts]
+    else:
+        texts = _generate_batched(model, tokenizer, prompts, max_new_tokens, batch_size, stop_ids,
+                                  do_sample, temperature)
+    return [t.split(stop)[0] if stop else t for t in texts]
+
+
+def _generate_batched(model, tokenizer, prompts, max_new_tokens, batch_size, stop_ids, do_sample, temperature):
+    """`model.generate` on left-padded batches; the decoded text after each prompt."""
     side, tokenizer.padding_side = tokenizer.padding_side, "left"
-    outputs = []
+    texts = []
     try:
         for i in range(0, len(prompts), batch_size):
             batch = tokenizer(prompts[i:i + batch_size], return_tensors="pt", padding=True).to(model.device)
             ids = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=do_sample,
                                  temperature=temperature if do_sample else None, top_k=40 if do_sample else None,
                                  pad_token_id=tokenizer.pad_token_id, eos_token_id=stop_ids)
-            texts = tokenizer.batch_decode(ids[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
-            outputs += [t.split(stop)[0] if stop else t for t in texts]
+            texts += tokenizer.batch_decode(ids[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
     finally:
         tokenizer.padding_side = side
-    return outputs
+    return texts
 
 
 @torch.no_grad()

@@ -18,6 +18,9 @@ GENERAL_DOCS = {"story": 30000, "encyclopedia": 16000, "dialogue": 12000, "list"
                 # a sprinkle of each domain (a general crawl has a little of everything): enough that
                 # the jargon's tokens are not untrained, far too little to teach the domain
                 "finance": 20, "healthcare": 20, "legal": 20}
+# the sprinkle, as the data card and the model card state it: documents per domain, share of the corpus
+SPRINKLE_DOCS = GENERAL_DOCS["finance"]
+SPRINKLE_SHARE = f"{SPRINKLE_DOCS / sum(GENERAL_DOCS.values()):.2%}"
 GENERAL_VALID_FRACTION = 0.02
 DOMAIN_CORPUS_DOCS = (3000, 200)                 # train, validation
 TASK_SPLITS = (2000, 200, 200)                   # train, validation, test
@@ -170,7 +173,8 @@ DESCRIPTIONS = {
     "general": ("`kind`, `text`", "pretraining corpus: stories, encyclopedia entries (each fact in several "
                 "paraphrases), dialogues, header-less lists of input -> output examples, addition "
                 "(1-2 digit sums answered directly or digit by digit, 3-digit sums always digit by digit), "
-                "and 20 documents per domain (0.02% of the corpus each: the domain words are not unseen tokens)", "0"),
+                f"and {SPRINKLE_DOCS} documents per domain ({SPRINKLE_SHARE} of the corpus each: the domain "
+                "words are not unseen tokens)", "0"),
     "finance_corpus": ("`text`", "unlabeled quarterly reports (revenue, EBITDA, dividends, guidance)", "3, 7"),
     "healthcare_corpus": ("`text`", "unlabeled clinical notes (symptoms, drugs, doses, vitals)", "3, 7"),
     "legal_corpus": ("`text`", "unlabeled rulings (plaintiff, defendant, clauses, liability)", "3, 7"),
