@@ -75,10 +75,20 @@ def _number(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(float(value)) else float(value)
 
 
-def _holds(measured: float | None, threshold: float | None, comparison: str) -> bool:
+def _holds(measured: float | None, threshold: float | None, comparison: str,
+           interval: list[float] | None = None) -> bool:
+    """`measured <comparison> threshold`; with an interval, the bound facing the threshold must
+    clear it (the low end for > and >=, the high end for < and <=; == needs the whole interval
+    equal), so a comparison inside the noise does not hold."""
     if measured is None or threshold is None:
         return False
-    return bool(COMPARISONS[comparison](measured, threshold))
+    if interval is None:
+        return bool(COMPARISONS[comparison](measured, threshold))
+    low, high = interval
+    bound = {">": low, ">=": low, "<": high, "<=": high}.get(comparison)
+    if bound is None:  # ==
+        return bool(low == high == threshold)
+    return bool(COMPARISONS[comparison](measured, threshold) and COMPARISONS[comparison](bound, threshold))
 
 
 class Results:
@@ -99,15 +109,29 @@ class Results:
         return run
 
     def claim(self, id: str, text: str, measured: float | None, threshold: float | None,
-              comparison: str = ">=") -> bool:
+              comparison: str = ">=", interval: list[float] | None = None,
+              confidence: float | None = None, n: int | None = None) -> bool:
         """Record a statement of the lesson and whether `measured <comparison> threshold`
-        holds in this run (never hidden when it doesn't); returns that verdict."""
+        holds in this run (never hidden when it doesn't); returns that verdict.
+
+        A comparative claim passes `interval` (its `confidence` level, e.g. 0.95) and `n` (test
+        items behind it), usually as `**labkit.stats.paired_difference(a, b)`; it then holds
+        only when the interval's bound facing the threshold clears it."""
         if comparison not in COMPARISONS:
             raise ValueError(f"comparison must be one of {', '.join(COMPARISONS)}, not {comparison!r}")
         measured, threshold = _number(measured), _number(threshold)
-        holds = _holds(measured, threshold, comparison)
+        if interval is not None:
+            interval = [float(interval[0]), float(interval[1])]
+            if not (math.isfinite(interval[0]) and math.isfinite(interval[1])) or interval[0] > interval[1]:
+                raise ValueError(f"claim {id!r}: interval must be two finite numbers, low <= high; got {interval}")
+        holds = _holds(measured, threshold, comparison, interval)
         entry = {"id": id, "text": text, "measured": measured, "threshold": threshold,
                  "comparison": comparison, "holds": holds}
+        if interval is not None:
+            entry["interval"] = interval
+            entry["confidence"] = float(confidence if confidence is not None else 0.95)
+        if n is not None:
+            entry["n"] = int(n)
         self.claims = [c for c in self.claims if c["id"] != id] + [entry]
         return holds
 
@@ -120,7 +144,9 @@ class Results:
         """The claims as a pandas DataFrame, for showing at the end of a chapter."""
         import pandas as pd
 
-        return pd.DataFrame(self.to_dict()["claims"])[["id", "measured", "comparison", "threshold", "holds", "text"]]
+        frame = pd.DataFrame(self.to_dict()["claims"])
+        columns = ["id", "measured", "interval", "comparison", "threshold", "holds", "n", "text"]
+        return frame[[c for c in columns if c in frame.columns]]
 
     def write(self, results_dir: str | Path | None = None) -> Path:
         """Validate, then write atomically to <results_dir>/<profile>/<chapter>.json."""
