@@ -54,7 +54,8 @@ class Measurement:
     def as_run(self, *, method: str, base_model: str, trainable_params: int, total_params: int,
                train_examples: int, name: str | None = None, metrics: dict | None = None,
                loss_history: list | None = None, artifact_mb: float | None = None,
-               steps: int | None = None, train_tokens: int | None = None) -> dict:
+               steps: int | None = None, train_tokens: int | None = None,
+               base_model_sha256: str | None = None) -> dict:
         """One entry of the results file's `runs` list (see labkit/schema/results.schema.json).
         `train_tokens` defaults to `tokens` when the run trained on examples. JSON has no NaN:
         a non-finite metric is stored as null, and non-finite losses are left out of the curve."""
@@ -72,6 +73,8 @@ class Measurement:
             "memory_kind": self.memory_kind,
             "metrics": {k: _finite(v) for k, v in (metrics or {}).items()},
         }
+        if base_model_sha256:
+            run["base_model_sha256"] = base_model_sha256
         optional = {"train_tokens": train_tokens, "steps": steps, "artifact_mb": artifact_mb,
                     "tokens_per_s": self.tokens_per_s}
         for key, value in optional.items():

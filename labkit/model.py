@@ -11,7 +11,7 @@ from pathlib import Path
 
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
 
-from .paths import MODELS_DIR
+from .paths import MODELS_DIR, ROOT
 
 EMBEDDED_MODEL = "labworld-base"
 
@@ -77,6 +77,63 @@ def _loadable_path(name: str | None) -> str:
 
 def load_tokenizer(name: str | None = None):
     return AutoTokenizer.from_pretrained(_loadable_path(name))
+
+
+def model_name(model) -> str:
+    """The loaded model's name as results files record it: the folder name of a local model
+    (e.g. "labworld-base"), or the Hub id it was loaded from."""
+    source = str(getattr(model.config, "_name_or_path", "") or "")
+    if not source:
+        return "unknown (built in memory)"
+    return Path(source).name if Path(source).is_dir() else source
+
+
+def weights_sha256(model) -> str | None:
+    """SHA-256 over the loaded model's weight files (`*.safetensors`, sorted by name), so a
+    results file names exactly which weights it measured; None for a model built in memory."""
+    import hashlib
+
+    folder = Path(str(getattr(model.config, "_name_or_path", "") or ""))
+    files = sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
+    if not files:
+        return None
+    digest = hashlib.sha256()
+    for file in files:
+        with open(file, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def model_info(model) -> dict:
+    """`base_model` and `base_model_sha256` for `Measurement.as_run(**model_info(model), ...)`."""
+    info = {"base_model": model_name(model)}
+    sha = weights_sha256(model)
+    if sha:
+        info["base_model_sha256"] = sha
+    return info
+
+
+# ---- models that one chapter trains and a later chapter starts from -----------------------
+ARTIFACTS_DIR = ROOT / "artifacts"  # models trained by chapters (not committed)
+
+
+def sft_policy_dir(profile_name: str) -> Path:
+    """Where chapter 5 (instruction tuning) saves its tuned model for chapter 6 (RLHF):
+    artifacts/<profile>/sft-policy/ (a normal `save_pretrained` folder)."""
+    return ARTIFACTS_DIR / profile_name / "sft-policy"
+
+
+def load_sft_policy(profile_name: str, dtype=None):
+    """(model, tokenizer) of chapter 5's instruction-tuned model for this profile.
+    Raises ModelNotAvailable, saying how to make it, when chapter 5 has not been run."""
+    folder = sft_policy_dir(profile_name)
+    if not (folder / "config.json").exists():
+        raise ModelNotAvailable(
+            f"The SFT policy for profile '{profile_name}' is missing ({folder}). It is made by chapter 5: "
+            f"run notebooks/05_instruction_tuning.ipynb with LABKIT_PROFILE={profile_name} first "
+            f"(`make book` and `make test` run it before this chapter).")
+    return load_model(str(folder), dtype=dtype)
 
 
 def load_model(name: str | None = None, dtype=None):

@@ -1,4 +1,6 @@
 """Intervals behind comparative claims: a difference inside the noise must not hold."""
+import json
+
 import pytest
 
 from labkit.results import Results
@@ -60,7 +62,12 @@ def test_ratio_interval():
 
 
 def test_interval_validates_against_schema(tmp_path):
+    from labkit.measure import Measurement
+
     results = Results("t", "t", "smoke")
+    results.add_run(Measurement("r").as_run(method="baseline", base_model="m", trainable_params=0,
+                                            total_params=1, train_examples=0, base_model_sha256="ab" * 32))
     results.claim("c", "a beats b", threshold=0.0, comparison=">", **paired_difference([1.0, 1.0], [0.0, 1.0]))
-    path = results.write(tmp_path)
-    assert path.exists()
+    doc = json.loads(results.write(tmp_path).read_text())
+    assert doc["claims"][0]["interval"][1] >= doc["claims"][0]["interval"][0]
+    assert doc["runs"][0]["base_model_sha256"] == "ab" * 32
