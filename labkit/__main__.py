@@ -1,4 +1,6 @@
-"""Command line: `python -m labkit data | pretrain | evaluate`.
+"""Command line: `python -m labkit doctor | data | pretrain | evaluate`.
+
+  python -m labkit doctor                check this environment: versions, device, memory, disk, profile, model
 
   python -m labkit data                  regenerate data/labworld/ (seconds)
   python -m labkit pretrain --minutes 40 pretrain the embedded base model into data/models/labworld-base
@@ -16,6 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m labkit", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("doctor", help="check versions, device, memory, disk, profile and model (exit 1 on a FAIL)")
     sub.add_parser("data", help="regenerate the LabWorld data files")
     pre = sub.add_parser("pretrain", help="pretrain the embedded base model")
     pre.add_argument("--minutes", type=float, default=40.0, help="wall-clock training budget (default 40)")
@@ -25,6 +28,11 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--model", default=None)
     ev.add_argument("--tolerance", type=float, default=1e-3)
     args = parser.parse_args(argv)
+
+    if args.command == "doctor":
+        from .doctor import main as doctor
+
+        return doctor()
 
     from .paths import DATA_DIR, MODELS_DIR
 
