@@ -65,7 +65,13 @@ book: setup vendor
 	  labkit data,$${LABKIT_PROFILE:-auto},_build/.key-execution)
 	@$(call refresh,_build/html _build/.doctrees,book/static book/_ext $(STATIC)/.complete,\
 	  $(NPM_PACKAGES),_build/.key-static)
-	$(BIN)/jupyter-book build . -W --keep-going
+	@# A notebook that failed last time (error, cell timeout, kill) is not in the cache but Sphinx
+	@# would not read its page again: mark such pages for re-reading, so they execute again. After
+	@# the build, fail if any notebook of the book has no successful run or no results file.
+	@$(BIN)/python book/check_build.py --before
+	@$(BIN)/jupyter-book build . -W --keep-going; rc=$$?; \
+	$(BIN)/python book/check_build.py || rc=1; \
+	if [ $$rc -ne 0 ]; then echo "make book FAILED: the book is incomplete (see above)"; exit 1; fi
 	@echo "Open _build/html/index.html"
 
 vendor: $(STATIC)/.complete

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -184,12 +185,21 @@ class LossHistory(TrainerCallback):
         self.losses: list[tuple[int, float]] = []
         self.eval_losses: list[tuple[int, float]] = []
 
-    def on_log(self, args, state, control, logs=None, **kwargs):
+    def on_train_begin(self, args, state, control, **kwargs):
+        """A run resumed from a checkpoint (`labkit.training.resume_checkpoint`) starts with the
+        Trainer's restored log: take the losses logged before the interruption from it, so the
+        curve is whole."""
+        if state.global_step > 0 and not self.losses and not self.eval_losses:
+            for logs in state.log_history:
+                self.on_log(args, state, control, logs=logs, _step=logs.get("step", state.global_step))
+
+    def on_log(self, args, state, control, logs=None, _step=None, **kwargs):
         logs = logs or {}
+        step = state.global_step if _step is None else _step
         if "loss" in logs:
-            self.losses.append((state.global_step, float(logs["loss"])))
+            self.losses.append((step, float(logs["loss"])))
         if "eval_loss" in logs:
-            self.eval_losses.append((state.global_step, float(logs["eval_loss"])))
+            self.eval_losses.append((step, float(logs["eval_loss"])))
 
 
 def fingerprint(model: torch.nn.Module) -> str:
@@ -202,3 +212,76 @@ def fingerprint(model: torch.nn.Module) -> str:
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
+
+
+# ---- resource guards: will a training run fit? -----------------------------------------------
+class MemoryWarning(UserWarning):
+    """A run is unlikely to fit in the memory that is free (see `check_fits`)."""
+
+
+def estimate_training_memory_mb(model: torch.nn.Module, batch_size: int, seq_len: int,
+                                optimizer_states: int = 2) -> dict[str, float]:
+    """Rough peak memory of one training step, in MB (2**20 bytes), by part, and their "total".
+
+    - weights: every parameter (frozen ones too), at its own dtype;
+    - gradients and optimizer state: trainable parameters only; `optimizer_states` tensors per
+      parameter (2 for Adam/AdamW: first and second moments);
+    - activations kept for the backward pass: per layer s·b·h·(34 + 5·a·s/h) bytes at 16 bits
+      (Korthikanti et al., 2022, "Reducing Activation Recomputation in Large Transformer
+      Models", eq. 1), scaled to the weights' dtype, with h = hidden_size, a = attention
+      heads, s = `seq_len`, b = `batch_size`, from `model.config`; adapters (LoRA, soft prompts)
+      still keep the frozen base's activations;
+    - logits: b·s·vocab fp32 values, three copies (logits, log-softmax, their gradient).
+
+    An estimate, not a measurement (tests/test_reliability_guards.py compares it with a measured
+    step): allocator overhead and library workspaces come on top. Raises ValueError for a model
+    whose config lacks hidden_size, num_hidden_layers or vocab_size.
+    """
+    config = model.config
+    config = getattr(config, "get_text_config", lambda: config)()
+    try:
+        h, layers, vocab = config.hidden_size, config.num_hidden_layers, config.vocab_size
+    except AttributeError as err:
+        raise ValueError(f"can't estimate memory: the model's config has no {err.name}") from None
+    heads = getattr(config, "num_attention_heads", 1) or 1
+    params = list(model.parameters())
+    element = params[0].element_size() if params else 4
+    trainable = sum(p.numel() * p.element_size() for p in params if p.requires_grad)
+    b, s = int(batch_size), int(seq_len)
+    activation_bytes = layers * s * b * h * (34 + 5 * heads * s / h) * element / 2
+    parts = {
+        "weights": sum(p.numel() * p.element_size() for p in params) / MB,
+        "gradients": trainable / MB,
+        "optimizer": optimizer_states * trainable / MB,
+        "activations": activation_bytes / MB,
+        "logits": 3 * b * s * vocab * 4 / MB,
+    }
+    parts["total"] = sum(parts.values())
+    return parts
+
+
+def available_memory_mb(device: torch.device | str | None = None) -> float:
+    """Free memory on `device` (default: CUDA if available, else the CPU's RAM), in MB."""
+    kind = torch.device(device).type if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
+    if kind == "cuda":
+        free, _ = torch.cuda.mem_get_info()
+        return free / MB
+    return psutil.virtual_memory().available / MB  # the CPU, and Apple's MPS (shared memory)
+
+
+def check_fits(estimate_mb: float | dict, device: torch.device | str | None = None,
+               batch_size: int | None = None) -> bool:
+    """True if `estimate_mb` (a number, or `estimate_training_memory_mb`'s dict) fits in the
+    memory free on `device`; else warn with a `MemoryWarning` saying what to change, and return
+    False. Call it before `trainer.train()`."""
+    need = float(estimate_mb["total"] if isinstance(estimate_mb, dict) else estimate_mb)
+    free = available_memory_mb(device)
+    if need <= free:
+        return True
+    kind = torch.device(device).type if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
+    smaller = f"per_device_train_batch_size={max(1, batch_size // 2)}" if batch_size and batch_size > 1 else "a smaller batch"
+    warnings.warn(f"This run needs about {need:,.0f} MB but only {free:,.0f} MB are free on {kind}: it will "
+                  f"probably run out of memory. Try {smaller} (doubling gradient_accumulation_steps keeps "
+                  f"the effective batch), a shorter max_length, or a smaller profile (LABKIT_PROFILE=cpu "
+                  f"or smoke).", MemoryWarning, stacklevel=2)
+    return False

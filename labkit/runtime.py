@@ -15,6 +15,7 @@ import random
 import subprocess
 import sys
 import warnings
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from importlib import metadata
 
@@ -135,3 +136,47 @@ def environment() -> dict:
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     return {key: value for key, value in env.items() if value is not None}
+
+
+class OutOfMemory(torch.cuda.OutOfMemoryError):
+    """Out of GPU memory, with what to try next in the message (raised by `on_cuda_oom`).
+    A subclass of `torch.cuda.OutOfMemoryError`, so existing `except` clauses still catch it."""
+
+
+def _is_oom(err: BaseException) -> bool:
+    if isinstance(err, torch.cuda.OutOfMemoryError):
+        return True
+    return isinstance(err, RuntimeError) and "out of memory" in str(err).lower()  # MPS, older CUDA paths
+
+
+@contextmanager
+def on_cuda_oom(batch_size: int | None = None, what: str = "this run"):
+    """Turn an out-of-memory error inside the block into one that says what to do:
+
+        with on_cuda_oom(batch_size=args.per_device_train_batch_size):
+            trainer.train()
+
+    On `torch.cuda.OutOfMemoryError` (or MPS's "out of memory" RuntimeError) it frees the cached
+    GPU memory and raises `OutOfMemory` suggesting half the batch size (with twice the gradient
+    accumulation, to keep the effective batch) or a smaller profile. Other errors pass unchanged.
+    """
+    try:
+        yield
+    except Exception as err:
+        if not _is_oom(err):
+            raise
+        import gc
+
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        advice = []
+        if batch_size and batch_size > 1:
+            advice.append(f"a smaller batch: per_device_train_batch_size={batch_size // 2} "
+                          f"with gradient_accumulation_steps doubled keeps the effective batch")
+        elif batch_size == 1:
+            advice.append("a shorter max_length, or gradient checkpointing (the batch is already 1)")
+        advice.append("the cpu profile: LABKIT_PROFILE=cpu (smaller sizes; `python -m labkit doctor` "
+                      "shows the free memory)")
+        raise OutOfMemory(f"{what} ran out of GPU memory ({first}). Try " + ", or ".join(advice) + ".") from err

@@ -1,0 +1,126 @@
+"""Make `make book` fail until every chapter has run: no page without its outputs, no missing results.
+
+    python book/check_build.py           after `jupyter-book build`: exit 1 naming each notebook that
+                                         has no successful execution in the cache or no results file
+    python book/check_build.py --before  before it: nothing printed, always exit 0
+
+Why: with `execute_notebooks: cache`, a notebook that failed (an error, a cell timeout, a kill)
+is not cached, but Sphinx does not read its page again on the next build because the notebook
+did not change, so the next build passes in seconds with the chapter's outputs missing. For
+each such notebook this script deletes the page's doctree, which makes Sphinx read the page
+again, so myst-nb executes the notebook again (and a cached notebook just reloads its outputs).
+
+A notebook counts as executed when jupyter-cache holds a successful run of its current code
+(myst-nb caches only runs that raised no error) and, for a chapter under notebooks/, when
+results/<profile>/<stem>.json exists for the profile the build ran with.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def toc_notebooks(root: Path) -> list[Path]:
+    """Every .ipynb that _toc.yml names (root page, chapters, sections), in order."""
+    import yaml
+
+    toc = yaml.safe_load((root / "_toc.yml").read_text())
+    found: list[str] = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            for key in ("root", "file"):
+                if isinstance(node.get(key), str):
+                    found.append(node[key])
+            for value in node.values():
+                if isinstance(value, (list, dict)):
+                    walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(toc)
+    out = []
+    for entry in found:
+        path = root / entry
+        path = path if path.suffix else path.with_suffix(".ipynb")
+        if path.suffix == ".ipynb" and path.exists():
+            out.append(path)
+    return out
+
+
+def profile_name() -> str:
+    """The profile the notebooks ran with: $LABKIT_PROFILE, else labkit's automatic choice."""
+    sys.path.insert(0, str(ROOT))
+    from labkit.profiles import get_profile
+
+    return get_profile(os.environ.get("LABKIT_PROFILE") or None).name
+
+
+def problems(root: Path, build_dir: Path, results_dir: Path, profile: str) -> dict[Path, list[str]]:
+    """{notebook: [what is missing]} for every notebook of the book that did not run to the end."""
+    import nbformat
+    from jupyter_cache import get_cache
+
+    cache_dir = build_dir / ".jupyter_cache"
+    cache = get_cache(str(cache_dir)) if cache_dir.exists() else None
+    found: dict[Path, list[str]] = {}
+    for path in toc_notebooks(root):
+        missing = []
+        if cache is None:
+            missing.append("never executed (no jupyter cache)")
+        else:
+            try:
+                cache.match_cache_notebook(nbformat.read(path, as_version=4))
+            except KeyError:
+                record = next((r for r in cache.list_project_records() if Path(r.uri) == path.resolve()), None)
+                error = re.sub(r"\x1b\[[0-9;]*m", "", (record.traceback or "") if record else "")
+                error = error.strip().splitlines()[-1:]
+                missing.append("no successful execution of its current code"
+                               + (f" (last error: {error[0][:200]})" if error else ""))
+        if path.parent.name == "notebooks" and not (results_dir / profile / f"{path.stem}.json").exists():
+            missing.append(f"no results file {results_dir.name}/{profile}/{path.stem}.json")
+        if missing:
+            found[path] = missing
+    return found
+
+
+def invalidate(root: Path, build_dir: Path, notebooks) -> None:
+    """Delete each notebook's doctree so that Sphinx reads its page (and myst-nb runs it) again."""
+    for path in notebooks:
+        doctree = build_dir / ".doctrees" / path.resolve().relative_to(root.resolve()).with_suffix(".doctree")
+        doctree.unlink(missing_ok=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--before", action="store_true", help="only mark unexecuted notebooks for re-reading")
+    parser.add_argument("--root", type=Path, default=ROOT)
+    parser.add_argument("--build-dir", type=Path, default=None, help="default <root>/_build")
+    parser.add_argument("--results-dir", type=Path, default=None, help="default <root>/results")
+    parser.add_argument("--profile", default=None, help="default: the one labkit picks")
+    args = parser.parse_args(argv)
+    root = args.root.resolve()
+    build_dir = args.build_dir or root / "_build"
+    results_dir = args.results_dir or root / "results"
+    found = problems(root, build_dir, results_dir, args.profile or profile_name())
+    invalidate(root, build_dir, found)
+    if args.before:
+        return 0
+    if not found:
+        print(f"check_build: all {len(toc_notebooks(root))} notebooks of the book executed")
+        return 0
+    print(f"check_build: {len(found)} notebook(s) did not run to the end; the book is incomplete:")
+    for path, missing in found.items():
+        print(f"  {path.relative_to(root)}: {'; '.join(missing)}")
+    print("The next `make book` executes them again.")
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
