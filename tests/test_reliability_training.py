@@ -47,6 +47,8 @@ def test_a_killed_run_resumes_from_its_last_checkpoint_and_ends_where_an_uninter
     assert resumed["resumed_from"] == "checkpoint-5"
     steps = [s for s, _ in resumed["losses"]]
     assert steps == list(range(1, _tiny_training.MAX_STEPS + 1))  # the whole curve, 1-5 from the checkpoint
+    worst = max(abs(b - a) / abs(a) for (_, a), (_, b) in zip(whole["losses"], resumed["losses"]))
+    print(f"largest relative loss difference, resumed vs uninterrupted: {worst:.2e}")
     for (_, a), (_, b) in zip(whole["losses"], resumed["losses"]):
         assert b == pytest.approx(a, rel=TOLERANCE)
     assert resumed["eval_loss"] == pytest.approx(whole["eval_loss"], rel=TOLERANCE)
