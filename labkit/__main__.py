@@ -1,7 +1,8 @@
 """Command line: `python -m labkit data | pretrain | evaluate`.
 
   python -m labkit data                  regenerate data/labworld/ (seconds)
-  python -m labkit pretrain --minutes 40 pretrain the embedded base model into data/models/labworld-base
+  python -m labkit pretrain --steps 1400 --threads 2
+                                         pretrain the embedded base model into data/models/labworld-base
   python -m labkit evaluate              re-evaluate it and compare with its model card
 """
 from __future__ import annotations
@@ -12,13 +13,18 @@ import sys
 from pathlib import Path
 
 
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m labkit", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("data", help="regenerate the LabWorld data files")
+    from .pretrain import PretrainConfig
+
     pre = sub.add_parser("pretrain", help="pretrain the embedded base model")
-    pre.add_argument("--minutes", type=float, default=40.0, help="wall-clock training budget (default 40)")
+    pre.add_argument("--steps", type=int, default=PretrainConfig.steps,
+                     help=f"optimiser steps (default {PretrainConfig.steps}); the schedule depends on steps only")
     pre.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     pre.add_argument("--out", type=Path, default=None, help="output folder (default data/models/labworld-base)")
     ev = sub.add_parser("evaluate", help="re-evaluate the embedded model against its model card")
@@ -40,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         from .pretrain import PretrainConfig, pretrain, write_model_card
 
         out = args.out or MODELS_DIR / "labworld-base"
-        log = pretrain(out, PretrainConfig(minutes=args.minutes, threads=args.threads))
+        log = pretrain(out, PretrainConfig(steps=args.steps, threads=args.threads))
         model, tokenizer = load_model(str(out))
         report = base_model_report(model, tokenizer)
         write_model_card(out, log, report)

@@ -133,3 +133,23 @@ def test_plurals_follow_english_spelling():
 
     assert [plural(n) for n in ["fox", "bus", "beach", "brush", "cup", "apple"]] == \
         ["foxes", "buses", "beaches", "brushes", "cups", "apples"]
+
+
+def test_three_digit_sums_appear_in_both_formats_on_disjoint_sums():
+    """Chapter 1's chain-of-thought comparison is fair only if the corpus teaches both formats
+    for 3-digit sums (on disjoint pairs) and never shows an evaluated sum."""
+    import re
+
+    corpus = rows(LABWORLD_DIR / "general" / "train.jsonl")
+    direct, worked = set(), set()
+    for r in corpus:
+        if r["kind"] != "addition":
+            continue
+        a, b = map(int, re.findall(r"\d+", r["text"])[:2])
+        if a >= 100:
+            (worked if general.COT_CUE in r["text"] else direct).add((a, b))
+    assert len(direct) > 1000 and len(worked) > 1000
+    assert 0.8 < len(direct) / len(worked) < 1.25
+    assert not direct & worked
+    held = {(it["a"], it["b"]) for it in rows(LABWORLD_DIR / "eval" / "addition.jsonl")}
+    assert not held & (direct | worked)

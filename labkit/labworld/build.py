@@ -172,7 +172,8 @@ def generate(out: Path, seed: int = SEED) -> list[Path]:
 DESCRIPTIONS = {
     "general": ("`kind`, `text`", "pretraining corpus: stories, encyclopedia entries (each fact in several "
                 "paraphrases), dialogues, header-less lists of input -> output examples, addition "
-                "(1-2 digit sums answered directly or digit by digit, 3-digit sums always digit by digit), "
+                "(sums of 1-3 digits answered directly or digit by digit; each 3-digit sum in one format only, "
+                "half the sums each way), "
                 f"and {SPRINKLE_DOCS} documents per domain ({SPRINKLE_SHARE} of the corpus each: the domain "
                 "words are not unseen tokens)", "0"),
     "finance_corpus": ("`text`", "unlabeled quarterly reports (revenue, EBITDA, dividends, guidance)", "3, 7"),
