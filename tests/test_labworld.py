@@ -153,3 +153,28 @@ def test_three_digit_sums_appear_in_both_formats_on_disjoint_sums():
     assert not direct & worked
     held = {(it["a"], it["b"]) for it in rows(LABWORLD_DIR / "eval" / "addition.jsonl")}
     assert not held & (direct | worked)
+
+
+def test_tokenizer_corpus_is_the_general_corpus_only():
+    """The fix for the v1 healthcare task (data card, "Diagnosis"): drug names must not become
+    tokens of their own, so the tokenizer never sees the domain corpora."""
+    from labkit.pretrain import tokenizer_texts
+
+    texts = tokenizer_texts()
+    general_train = [r["text"] for r in rows(LABWORLD_DIR / "general" / "train.jsonl")]
+    assert texts == general_train
+
+
+def test_drug_names_stay_rare_in_the_general_corpus_and_invented_names_recur():
+    from labkit.labworld.domains import DRUGS
+
+    corpus = rows(LABWORLD_DIR / "general" / "train.jsonl")
+    text = " ".join(r["text"] for r in corpus)
+    for drug in DRUGS:  # rare enough that BPE (min_frequency 2, 2048 merges) can't make it one token
+        assert text.count(drug) < 20, drug
+    stories = [r["text"] for r in corpus if r["kind"] == "story"]
+    world_first_names = {p.name.split()[0] for p in build_world(build.SEED).people}
+    invented = [s for s in stories if s.split(" named ")[-1].split(".")[0] not in world_first_names
+                and " named " in s]
+    assert len(invented) / len(stories) > 0.05
+
