@@ -137,7 +137,7 @@ class Results:
 
     def to_dict(self) -> dict:
         return {"schema_version": SCHEMA_VERSION, "chapter": self.chapter, "method": self.method,
-                "profile": self.profile, "environment": environment(), "runs": self.runs,
+                "profile": self.profile, "environment": environment(self.profile), "runs": self.runs,
                 "claims": self.claims}
 
     def table(self):
