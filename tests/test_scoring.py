@@ -20,10 +20,6 @@ def embedded():
     return load_model()
 
 
-def _first_line(text: str) -> str:
-    return text.split("\n")[0]
-
-
 @torch.no_grad()
 def _generate_one(model, tokenizer, prompt, n):
     """One prompt, no padding at all: the reference for batched generation."""
@@ -60,14 +56,14 @@ def test_batched_generation_equals_one_prompt_at_a_time(embedded):
 
 def test_stop_string_cuts_at_its_first_occurrence(embedded):
     model, tokenizer = embedded
-    full = generate(model, tokenizer, ["Once upon a time,"], max_new_tokens=60, stop=None)[0]
-    assert full.count("\n") >= 2, "need a completion with several lines to test the cut"
-    cut = generate(model, tokenizer, ["Once upon a time,"], max_new_tokens=60, stop="\n")[0]
-    assert cut == _first_line(full) and "\n" not in cut
-    assert cut != full.rsplit("\n", 1)[0]  # cutting at the last newline would keep more lines
-    # any stop string, not only newlines
-    word = full.split()[2]
-    assert generate(model, tokenizer, ["Once upon a time,"], 60, stop=word)[0] == full.split(word)[0]
+    prompt = ["Once upon a time,"]
+    full = generate(model, tokenizer, prompt, max_new_tokens=60, stop=None)[0]
+    stop = ". "
+    assert full.count(stop) >= 2, "need a completion with several sentences to test the cut"
+    cut = generate(model, tokenizer, prompt, max_new_tokens=60, stop=stop)[0]
+    assert cut == full.split(stop)[0] and stop not in cut
+    assert cut != full.rsplit(stop, 1)[0]  # cutting at the last occurrence would keep more sentences
+    assert generate(model, tokenizer, prompt, max_new_tokens=60, stop="no such text")[0] == full
 
 
 @torch.no_grad()
