@@ -2,6 +2,11 @@
 
 Generation is greedy and batched; every accuracy is an exact or whole-word match against the
 answer stored with the item, so a score can't be gamed by a long rambling output.
+
+Each `*_accuracy` is the mean of a `*_scores` list with one 0/1 score per item, in item order:
+comparative claims need the per-item scores for a paired interval
+(`labkit.stats.paired_difference(scores_a, scores_b)`). tests/test_evaluate.py pins each
+scoring function against its plausible broken variant.
 """
 from __future__ import annotations
 
@@ -110,15 +115,28 @@ def addition_prompt(a: int, b: int, mode: str) -> str:
 
 
 def parse_number(text: str, mode: str) -> int | None:
+    """The answer in a completion: "cot" reads the number after "The answer is" (not the first
+    number of the working); "direct" reads the number the completion starts with. None if absent."""
     found = re.search(r"The answer is (\d+)", text) if mode == "cot" else re.match(r"\s*(\d+)", text)
     return int(found.group(1)) if found else None
 
 
-def addition_accuracy(model, tokenizer, items: list[dict], mode: str) -> float:
+def addition_outputs(model, tokenizer, items: list[dict], mode: str) -> list[str]:
+    """The completions of `addition_prompt` for each item (greedy; cut at a newline if direct)."""
     prompts = [addition_prompt(it["a"], it["b"], mode) for it in items]
-    outputs = generate(model, tokenizer, prompts, max_new_tokens=COT_MAX_TOKENS if mode == "cot" else 6,
-                       stop=None if mode == "cot" else "\n")
-    return sum(parse_number(o, mode) == it["sum"] for o, it in zip(outputs, items)) / len(items)
+    return generate(model, tokenizer, prompts, max_new_tokens=COT_MAX_TOKENS if mode == "cot" else 6,
+                    stop=None if mode == "cot" else "\n")
+
+
+def addition_scores(model, tokenizer, items: list[dict], mode: str) -> list[float]:
+    """1.0 per item whose parsed answer equals its sum, else 0.0."""
+    outputs = addition_outputs(model, tokenizer, items, mode)
+    return [float(parse_number(o, mode) == it["sum"]) for o, it in zip(outputs, items)]
+
+
+def addition_accuracy(model, tokenizer, items: list[dict], mode: str) -> float:
+    scores = addition_scores(model, tokenizer, items, mode)
+    return sum(scores) / len(scores)
 
 
 # ---- in-context learning -----------------------------------------------------------------
@@ -130,13 +148,19 @@ def icl_prompt(item: dict, shots: int, phrasing: int = 0, sep: str = " -> ") -> 
     return "\n".join(lines)
 
 
+def icl_scores(model, tokenizer, items: list[dict], shots: int, phrasing: int = 0,
+               sep: str = " -> ") -> list[float]:
+    """1.0 per item whose first output line is exactly its expected output, else 0.0."""
+    outputs = generate(model, tokenizer, [icl_prompt(it, shots, phrasing, sep) for it in items], max_new_tokens=8)
+    return [float(out.strip() == it["output"]) for out, it in zip(outputs, items)]
+
+
 def icl_accuracy(model, tokenizer, items: list[dict], shots: int, phrasing: int = 0,
                  sep: str = " -> ") -> dict[str, float]:
-    """Exact-match accuracy per task, plus their mean under "mean"."""
-    outputs = generate(model, tokenizer, [icl_prompt(it, shots, phrasing, sep) for it in items], max_new_tokens=8)
-    per_task: dict[str, list[bool]] = {}
-    for out, it in zip(outputs, items):
-        per_task.setdefault(it["task"], []).append(out.strip() == it["output"])
+    """Exact-match accuracy per task, plus their mean under "mean" (the mean over tasks)."""
+    per_task: dict[str, list[float]] = {}
+    for score, it in zip(icl_scores(model, tokenizer, items, shots, phrasing, sep), items):
+        per_task.setdefault(it["task"], []).append(score)
     scores = {t: sum(v) / len(v) for t, v in sorted(per_task.items())}
     scores["mean"] = sum(scores.values()) / len(scores)
     return scores
@@ -148,50 +172,114 @@ def chat_prompt(tokenizer, user: str) -> str:
                                          add_generation_prompt=True)
 
 
-def instruction_accuracy(model, tokenizer, rows: list[dict], max_new_tokens: int = 24) -> float:
-    """Share of chat replies that contain the expected answer as a whole word."""
+def instruction_scores(model, tokenizer, rows: list[dict], max_new_tokens: int = 24) -> list[float]:
+    """1.0 per chat reply that contains the expected answer as a whole word, else 0.0."""
     prompts = [chat_prompt(tokenizer, r["messages"][0]["content"]) for r in rows]
     outputs = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, stop=None)
-    return sum(contains_answer(o, r["answer"]) for o, r in zip(outputs, rows)) / len(rows)
+    return [float(contains_answer(o, r["answer"])) for o, r in zip(outputs, rows)]
+
+
+def instruction_accuracy(model, tokenizer, rows: list[dict], max_new_tokens: int = 24) -> float:
+    """Share of chat replies that contain the expected answer as a whole word."""
+    scores = instruction_scores(model, tokenizer, rows, max_new_tokens)
+    return sum(scores) / len(scores)
+
+
+def completion_scores(model, tokenizer, rows: list[dict], max_new_tokens: int = 12) -> list[float]:
+    """1.0 per row whose completion (first line, whitespace stripped) equals `row["answer"]`."""
+    outputs = generate(model, tokenizer, [r["prompt"] for r in rows], max_new_tokens=max_new_tokens)
+    return [float(o.strip() == r["answer"].strip()) for o, r in zip(outputs, rows)]
 
 
 def completion_accuracy(model, tokenizer, rows: list[dict], max_new_tokens: int = 12) -> float:
     """Exact match on prompt/completion tasks (the domain, tone and adapter tasks)."""
-    outputs = generate(model, tokenizer, [r["prompt"] for r in rows], max_new_tokens=max_new_tokens)
-    return exact_match(outputs, [r["answer"] for r in rows])
+    scores = completion_scores(model, tokenizer, rows, max_new_tokens)
+    return sum(scores) / max(len(scores), 1)
+
+
+# ---- tone (chapter 2) ----------------------------------------------------------------------
+_FUNCTION_WORDS = frozenset("a an the it is was my me i you your yer from to of and hi hello".split())
+
+
+def _words(text: str) -> set[str]:
+    """Lower-case content words (function words such as "a", "it", "my" left out)."""
+    return set(re.findall(r"[a-z]+", text.lower())) - _FUNCTION_WORDS
+
+
+def tone_reply_score(reply: str, row: dict, style: str) -> float:
+    """1.0 when `reply` is in `style` (at least two of its markers, `labworld.tasks.tone_of`)
+    AND answers this message: it names the customer's item and problem as the reference reply
+    `row[style]` does (every content word the message and the reference share, e.g. "bus",
+    "stopped", "working"). A pirate reply about someone else's ship scores 0. Else 0.0."""
+    from .labworld.tasks import tone_of
+
+    message = row["prompt"].split("Message:", 1)[-1].split("Reply:", 1)[0]
+    needed = _words(message) & _words(row[style])
+    return float(tone_of(reply, style) and needed <= _words(reply))
+
+
+def tone_scores(replies: list[str], rows: list[dict], style: str) -> list[float]:
+    """`tone_reply_score` per (reply, row), in order."""
+    if len(replies) != len(rows):
+        raise ValueError(f"tone_scores: {len(replies)} replies for {len(rows)} rows")
+    return [tone_reply_score(r, row, style) for r, row in zip(replies, rows)]
 
 
 # ---- the base model's report card (chapter 0, and the model card) --------------------------
-def base_model_report(model, tokenizer, limit: int | None = None) -> dict[str, float]:
+def base_model_report(model, tokenizer, limit: int | None = None, scores: dict | None = None) -> dict[str, float]:
     """Every ability chapter 0 measures, on the held-out evaluation items.
-    `limit` caps items per evaluation (the smoke profile); None uses them all."""
+    `limit` caps items per evaluation (e.g. `profile.eval_examples`); None uses them all.
+    Pass a dict as `scores` to receive each accuracy's per-item 0/1 scores (for intervals) and,
+    under "coverage", (items used, items held out) per metric."""
     from .data import load_rows
     from .labworld.domains import DOMAINS
 
-    def take(rows):
-        return rows[:limit] if limit else rows
+    scores = {} if scores is None else scores
+    coverage = scores.setdefault("coverage", {})
 
-    def take_per_task(items):  # keep every task represented
-        if not limit:
-            return items
-        by_task: dict[str, list] = {}
-        for it in items:
-            by_task.setdefault(it["task"], []).append(it)
-        return [it for rows in by_task.values() for it in rows[: max(1, limit // len(by_task))]]
+    def take(rows, metric):
+        used = rows[:limit] if limit else rows
+        coverage[metric] = (len(used), len(rows))
+        return used
 
-    additions = take(load_rows("eval", "addition"))
-    icl_items, novel_items = take_per_task(load_rows("eval", "icl")), take_per_task(load_rows("eval", "icl_novel"))
-    report = {
-        "addition_direct": addition_accuracy(model, tokenizer, additions, "direct"),
-        "addition_cot": addition_accuracy(model, tokenizer, additions, "cot"),
-        "icl_0shot": icl_accuracy(model, tokenizer, icl_items, 0)["mean"],
-        "icl_3shot": icl_accuracy(model, tokenizer, icl_items, 3)["mean"],
-        "icl_novel_0shot": icl_accuracy(model, tokenizer, novel_items, 0)["mean"],
-        "icl_novel_3shot": icl_accuracy(model, tokenizer, novel_items, 3)["mean"],
-        "instruction_zero_shot": instruction_accuracy(model, tokenizer, take(load_rows("instructions", "test"))),
-        "ppl_general": perplexity(model, tokenizer, [r["text"] for r in take(load_rows("general", "validation"))]),
-    }
+    def take_per_task(items, metric):  # keep every task represented
+        used = items
+        if limit:
+            by_task: dict[str, list] = {}
+            for it in items:
+                by_task.setdefault(it["task"], []).append(it)
+            used = [it for rows in by_task.values() for it in rows[: max(1, limit // len(by_task))]]
+        coverage[metric] = (len(used), len(items))
+        return used
+
+    def per_task_mean(item_scores, items):  # the mean over tasks of each task's accuracy
+        by_task: dict[str, list[float]] = {}
+        for score, it in zip(item_scores, items):
+            by_task.setdefault(it["task"], []).append(score)
+        return sum(sum(v) / len(v) for v in by_task.values()) / len(by_task)
+
+    additions = take(load_rows("eval", "addition"), "addition")
+    icl_items = take_per_task(load_rows("eval", "icl"), "icl")
+    novel_items = take_per_task(load_rows("eval", "icl_novel"), "icl_novel")
+    for mode in ("direct", "cot"):
+        scores[f"addition_{mode}"] = addition_scores(model, tokenizer, additions, mode)
+    for name, items in (("icl", icl_items), ("icl_novel", novel_items)):
+        for shots in (0, 3):
+            scores[f"{name}_{shots}shot"] = icl_scores(model, tokenizer, items, shots)
+    scores["instruction_zero_shot"] = instruction_scores(
+        model, tokenizer, take(load_rows("instructions", "test"), "instruction_zero_shot"))
+    report = {k: sum(v) / len(v) for k, v in scores.items() if k.startswith(("addition", "instruction"))}
+    for name, items in (("icl", icl_items), ("icl_novel", novel_items)):
+        for shots in (0, 3):
+            report[f"{name}_{shots}shot"] = per_task_mean(scores[f"{name}_{shots}shot"], items)
+    report["ppl_general"] = perplexity(model, tokenizer, [r["text"] for r in take(load_rows("general", "validation"), "ppl_general")])
     for domain in DOMAINS:
-        texts = [r["text"] for r in take(load_rows(f"{domain}_corpus", "validation"))]
+        texts = [r["text"] for r in take(load_rows(f"{domain}_corpus", "validation"), f"ppl_{domain}")]
         report[f"ppl_{domain}"] = perplexity(model, tokenizer, texts)
-    return report
+    for metric in report:  # coverage by metric name: addition_cot is covered as "addition" is
+        source = "icl_novel" if metric.startswith("icl_novel") else metric.split("_")[0] \
+            if metric.startswith(("addition", "icl_")) else metric
+        coverage[metric] = coverage[source]
+    for source in ("addition", "icl", "icl_novel"):
+        coverage.pop(source)
+    return dict(sorted(report.items()))

@@ -21,6 +21,7 @@ from transformers import (DataCollatorForLanguageModeling, LlamaForCausalLM, Tra
 from .data import load_rows
 from .labworld.build import SPRINKLE_DOCS, SPRINKLE_SHARE
 from .model import base_config
+from .runtime import train_on_cpu
 from .tokenizer import train_tokenizer
 
 
@@ -119,7 +120,7 @@ def pretrain(out_dir: Path, cfg: PretrainConfig, work_dir: Path | None = None, l
     args = TrainingArguments(
         output_dir=str(work_dir or Path(out_dir).with_suffix(".trainer")), per_device_train_batch_size=cfg.batch_size,
         max_steps=cfg.steps, logging_steps=25, save_strategy="no", report_to=[],
-        use_cpu=not torch.cuda.is_available(), seed=cfg.seed, dataloader_num_workers=0,
+        use_cpu=train_on_cpu(), seed=cfg.seed, dataloader_num_workers=0,
         max_grad_norm=1.0, disable_tqdm=True,
     )
     trainer = Trainer(model=model, args=args, train_dataset=train_ds, optimizers=(optimizer, scheduler),
@@ -140,7 +141,7 @@ def pretrain(out_dir: Path, cfg: PretrainConfig, work_dir: Path | None = None, l
         "train_seconds": round(train_seconds, 1), "tokens_per_s": round(steps * cfg.batch_size * cfg.block_size / train_seconds),
         "final_loss": history[-1][1] if history else None, "loss_history": history,
         "hardware": {"machine": platform.machine(), "processor": platform.processor() or platform.machine(),
-                     "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available(),
+                     "torch_threads": torch.get_num_threads(), "cuda": not train_on_cpu(),
                      "torch": torch.__version__},
     }
     (out_dir / "training_log.json").write_text(json.dumps(training_log, indent=1) + "\n")

@@ -21,19 +21,16 @@ class Profile:
     seed: int = 0
     train_steps: int = 150         # optimiser steps per training run
     batch_size: int = 8            # examples per step
-    eval_examples: int = 200       # held-out examples scored per evaluation
-    max_new_tokens: int = 32       # generation length
-    lr: float = 1e-3               # default learning rate; chapters override it per method below
-    pretrain_minutes: float = 40.0  # wall-clock budget for pretraining the base model (chapter 0)
+    eval_examples: int = 200       # held-out items scored per evaluation (fewer if a split has fewer)
     pretrain_demo_minutes: float = 1.0  # chapter 0 re-runs the recipe briefly on a corpus slice
     pretrain_demo_docs: int = 20000
-    eval_limit: int = 0            # items per evaluation; 0 = all held-out items
-    shots: tuple[int, ...] = (0, 1, 3, 5)      # chapter 1
+    shots: tuple[int, ...] = (0, 1, 3, 5)      # chapter 1; must contain 0 and 3
     virtual_tokens: int = 16                   # chapter 2
     virtual_token_sweep: tuple[int, ...] = (1, 4, 16)
     prompt_lr: float = 3e-2
     prefix_lr: float = 1e-2
     lora_r: int = 8                            # chapter 3
+    lora_target_modules: tuple[str, ...] = ("q_proj", "v_proj")
     lora_ranks: tuple[int, ...] = (1, 8, 64)  # 8 is lora_r: its run is reused
     lora_lr: float = 1e-2
     full_ft_lr: float = 1e-3
@@ -41,12 +38,11 @@ class Profile:
 
 # Presets hold only what differs from the defaults above.
 PROFILES: dict[str, Profile] = {
-    "smoke": Profile("smoke", train_steps=4, batch_size=2, eval_examples=8, max_new_tokens=8,
-                     pretrain_minutes=0.1,  # 0.1 min = 6 s
-                     pretrain_demo_minutes=0.1, pretrain_demo_docs=300, eval_limit=8, shots=(0, 3),
+    "smoke": Profile("smoke", train_steps=4, batch_size=2, eval_examples=8,
+                     pretrain_demo_minutes=0.1, pretrain_demo_docs=300, shots=(0, 3),  # 0.1 min = 6 s
                      virtual_tokens=4, virtual_token_sweep=(4,), lora_ranks=(4,)),
     "cpu": Profile("cpu"),
-    "gpu": Profile("gpu", train_steps=1000, batch_size=32, eval_examples=1000, max_new_tokens=64,
+    "gpu": Profile("gpu", train_steps=1000, batch_size=32, eval_examples=1000,
                    virtual_token_sweep=(1, 4, 16, 64), lora_ranks=(1, 4, 16, 64)),
 }
 
