@@ -22,7 +22,7 @@ class Profile:
     train_steps: int = 150         # optimiser steps per training run
     batch_size: int = 8            # examples per step
     eval_examples: int = 200       # held-out items scored per evaluation (fewer if a split has fewer)
-    pretrain_demo_minutes: float = 1.0  # chapter 0 re-runs the recipe briefly on a corpus slice
+    pretrain_demo_steps: int = 60      # chapter 0 re-runs the recipe briefly on a corpus slice (~1 min)
     pretrain_demo_docs: int = 20000
     shots: tuple[int, ...] = (0, 1, 3, 5)      # chapter 1; must contain 0 and 3
     virtual_tokens: int = 16                   # chapter 2
@@ -39,7 +39,7 @@ class Profile:
 # Presets hold only what differs from the defaults above.
 PROFILES: dict[str, Profile] = {
     "smoke": Profile("smoke", train_steps=4, batch_size=2, eval_examples=8,
-                     pretrain_demo_minutes=0.1, pretrain_demo_docs=300, shots=(0, 3),  # 0.1 min = 6 s
+                     pretrain_demo_steps=4, pretrain_demo_docs=300, shots=(0, 3),
                      virtual_tokens=4, virtual_token_sweep=(4,), lora_ranks=(4,)),
     "cpu": Profile("cpu"),
     "gpu": Profile("gpu", train_steps=1000, batch_size=32, eval_examples=1000,

@@ -24,7 +24,7 @@ def test_smoke_is_smallest_and_gpu_largest():
     smoke, cpu, gpu = PROFILES["smoke"], PROFILES["cpu"], PROFILES["gpu"]
     for field in SIZE_FIELDS:
         assert getattr(smoke, field) < getattr(cpu, field) <= getattr(gpu, field), field
-    assert smoke.pretrain_demo_minutes < cpu.pretrain_demo_minutes
+    assert smoke.pretrain_demo_steps < cpu.pretrain_demo_steps
 
 
 def test_choose_by_argument_or_environment(monkeypatch):
