@@ -78,16 +78,40 @@ def _generate_batched(model, tokenizer, prompts, max_new_tokens, batch_size, sto
     return texts
 
 
+def text_logits(model, batch) -> torch.Tensor:
+    """Logits for the text positions only, shape (batch, text_len, vocab).
+
+    Prompt tuning and p-tuning (peft) put their virtual tokens in front of the text, so the
+    model's logits carry one extra position per virtual token; those come first and are dropped
+    here, so position t of the result predicts text token t+1, as for a plain model. Prefix tuning
+    adds keys and values, not positions: nothing to drop. Pair these logits with labels instead of
+    `model(**batch).logits` wherever a model may be prompt-tuned.
+    """
+    logits = model(**batch).logits
+    extra = logits.shape[1] - batch["input_ids"].shape[1]  # peft's num_virtual_tokens, or 0
+    if extra < 0:
+        raise ValueError(f"the model returned {logits.shape[1]} positions for {batch['input_ids'].shape[1]} tokens")
+    return logits[:, extra:]
+
+
 @torch.no_grad()
 def perplexity(model, tokenizer, texts: list[str], max_length: int = 256, batch_size: int = 32) -> float:
-    """exp(mean next-token loss) over all tokens of `texts` (each truncated to `max_length`)."""
+    """exp(mean next-token loss) over all tokens of `texts` (each truncated to `max_length`).
+
+    Every token after a text's first is predicted from the ones before it (teacher forcing);
+    padding is never scored. For a prompt-tuned model only the text tokens are scored, after the
+    soft prompt (see `text_logits`).
+    Raises ValueError when there is nothing to score: no texts, or none with two tokens or more.
+    """
+    if len(texts) == 0:
+        raise ValueError("perplexity: no texts to score (got an empty list)")
     total_nll, total_tokens = 0.0, 0
     side, tokenizer.padding_side = tokenizer.padding_side, "right"
     try:
         for i in range(0, len(texts), batch_size):
             batch = tokenizer(texts[i:i + batch_size], return_tensors="pt", padding=True, truncation=True,
                               max_length=max_length).to(model.device)
-            logits = model(**batch).logits[:, :-1].float()
+            logits = text_logits(model, batch)[:, :-1].float()  # (B, T-1, V): predicts tokens 1..T-1
             labels = batch["input_ids"][:, 1:].masked_fill(batch["attention_mask"][:, 1:] == 0, -100)
             nll = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
                                                     ignore_index=-100, reduction="sum")
@@ -95,6 +119,9 @@ def perplexity(model, tokenizer, texts: list[str], max_length: int = 256, batch_
             total_tokens += int((labels != -100).sum())
     finally:
         tokenizer.padding_side = side
+    if total_tokens == 0:
+        raise ValueError(f"perplexity: nothing to score: none of the {len(texts)} text(s) has a next token "
+                         "to predict (each needs at least two tokens)")
     return math.exp(total_nll / total_tokens)
 
 

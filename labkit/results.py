@@ -52,11 +52,54 @@ def _where(path) -> str:
     return out
 
 
+def _check_version(doc, source) -> None:
+    """A file from another schema version gets a message saying what to do, not a schema error."""
+    if not isinstance(doc, dict):
+        raise ResultsError(f"results file {source}: expected a JSON object, got {type(doc).__name__}")
+    version = doc.get("schema_version")
+    if version == SCHEMA_VERSION or version is None:
+        return  # a missing version is reported by the schema check, as a missing field
+    chapter = doc.get("chapter") or Path(str(source)).stem
+    number = isinstance(version, (int, float)) and not isinstance(version, bool)
+    if number and version < SCHEMA_VERSION:
+        raise ResultsError(
+            f"results file {source}: written by an older labkit (schema_version {version}; this labkit "
+            f"reads version {SCHEMA_VERSION}). Re-run notebooks/{chapter}.ipynb (or `make book`) to "
+            f"rewrite it, or delete the file.")
+    if number:
+        raise ResultsError(
+            f"results file {source}: written by a newer labkit (schema_version {version}; this labkit "
+            f"reads version {SCHEMA_VERSION}). Update this checkout (git pull) and reinstall (make setup).")
+    raise ResultsError(f"results file {source}: field 'schema_version' must be the integer "
+                       f"{SCHEMA_VERSION}, got {version!r}")
+
+
+def _check_verdicts(doc: dict, source) -> None:
+    """Each claim's `holds` must follow from its measured value, threshold and interval, so a
+    verdict can't be edited by hand or lost in a conversion (e.g. infinity written as null)."""
+    for i, claim in enumerate(doc.get("claims", [])):
+        measured = claim.get("measured")
+        if measured is None and claim.get("measured_nonfinite") in ("inf", "-inf", "nan"):
+            measured = float(claim["measured_nonfinite"])
+        comparison = claim.get("comparison", ">=")
+        expected = _holds(measured, claim.get("threshold"), comparison, claim.get("interval"))
+        if claim.get("holds") is not expected:
+            interval = f", interval {claim['interval']}" if "interval" in claim else ""
+            raise ResultsError(
+                f"results file {source}: field 'claims[{i}].holds' is {claim.get('holds')}, but claim "
+                f"{claim.get('id')!r} ({measured} {comparison} {claim.get('threshold')}{interval}) "
+                f"gives {expected}")
+
+
 def validate(doc: dict, source: str | Path = "(in memory)") -> None:
     """Raise ResultsError naming the first failing field, e.g.
-    "results file results/cpu/03_lora.json: missing required field 'runs'"."""
+    "results file results/cpu/03_lora.json: missing required field 'runs'". A file from an
+    older or newer schema version says so and what to do; a claim whose `holds` does not
+    follow from its own numbers is named."""
+    _check_version(doc, source)
     errors = list(jsonschema.Draft202012Validator(schema()).iter_errors(doc))
     if not errors:
+        _check_verdicts(doc, source)
         return
     error = jsonschema.exceptions.best_match(errors)
     where = _where(error.absolute_path)
@@ -70,6 +113,13 @@ def validate(doc: dict, source: str | Path = "(in memory)") -> None:
     raise ResultsError(f"results file {source}: {problem}{more}")
 
 
+def _nonfinite(value: float | None) -> str | None:
+    """"inf", "-inf" or "nan" for a value JSON can't hold as a number; None otherwise."""
+    if value is None or math.isfinite(float(value)):
+        return None
+    return str(float(value))
+
+
 def _number(value: float | None) -> float | None:
     """A JSON number, or None for a missing or non-finite value (JSON has no NaN)."""
     return None if value is None or not math.isfinite(float(value)) else float(value)
@@ -80,7 +130,7 @@ def _holds(measured: float | None, threshold: float | None, comparison: str,
     """`measured <comparison> threshold`; with an interval, the bound facing the threshold must
     clear it (the low end for > and >=, the high end for < and <=; == needs the whole interval
     equal), so a comparison inside the noise does not hold."""
-    if measured is None or threshold is None:
+    if measured is None or threshold is None or math.isnan(measured):
         return False
     if interval is None:
         return bool(COMPARISONS[comparison](measured, threshold))
@@ -116,17 +166,30 @@ class Results:
 
         A comparative claim passes `interval` (its `confidence` level, e.g. 0.95) and `n` (test
         items behind it), usually as `**labkit.stats.paired_difference(a, b)`; it then holds
-        only when the interval's bound facing the threshold clears it."""
+        only when the interval's bound facing the threshold clears it.
+
+        JSON has no infinity or NaN. A non-finite `threshold` raises ValueError (a claim against
+        an infinite bound can't fail). A non-finite `measured` is written as null with
+        `measured_nonfinite` ("inf", "-inf" or "nan") beside it, and the verdict is decided on
+        the true value: a perplexity that overflowed to inf does not hold for "< 10" and does
+        hold for "> 100"; NaN holds for nothing."""
         if comparison not in COMPARISONS:
             raise ValueError(f"comparison must be one of {', '.join(COMPARISONS)}, not {comparison!r}")
+        if threshold is not None and not math.isfinite(float(threshold)):
+            raise ValueError(f"claim {id!r}: threshold must be a finite number, got {threshold}: JSON "
+                             "can't store it, and a claim against an infinite bound can't fail")
+        nonfinite = _nonfinite(measured)
+        true_value = None if measured is None else float(measured)
         measured, threshold = _number(measured), _number(threshold)
         if interval is not None:
             interval = [float(interval[0]), float(interval[1])]
             if not (math.isfinite(interval[0]) and math.isfinite(interval[1])) or interval[0] > interval[1]:
                 raise ValueError(f"claim {id!r}: interval must be two finite numbers, low <= high; got {interval}")
-        holds = _holds(measured, threshold, comparison, interval)
+        holds = _holds(true_value, threshold, comparison, interval)
         entry = {"id": id, "text": text, "measured": measured, "threshold": threshold,
                  "comparison": comparison, "holds": holds}
+        if nonfinite:
+            entry["measured_nonfinite"] = nonfinite
         if interval is not None:
             entry["interval"] = interval
             entry["confidence"] = float(confidence if confidence is not None else 0.95)
@@ -201,7 +264,11 @@ def load_results(profile: Profile | str | None = None,
     name = profile.name if isinstance(profile, Profile) else profile
     out = {}
     for path in sorted((Path(results_dir or paths.RESULTS_DIR) / name).glob("*.json")):
-        doc = json.loads(path.read_text())
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8-sig"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ResultsError(f"results file {path}: not valid JSON ({err}); re-run its notebook "
+                               "to rewrite it, or delete the file") from None
         validate(doc, path)
         out[doc["chapter"]] = doc
     return out
