@@ -214,6 +214,7 @@ def save_adapter(model: nn.Module, name: str, path: str | Path) -> Path:
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata=metadata)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; an adapter is for sharing
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
