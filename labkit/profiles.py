@@ -34,13 +34,15 @@ class Profile:
     lora_ranks: tuple[int, ...] = (1, 8, 64)  # 8 is lora_r: its run is reused
     lora_lr: float = 1e-2
     full_ft_lr: float = 1e-3
+    adapter_lr: float = 1e-2                   # chapter 9 (bottleneck adapters; LoRA uses lora_lr)
+    latency_repeats: int = 20                  # timed forward passes per prompt and model
 
 
 # Presets hold only what differs from the defaults above.
 PROFILES: dict[str, Profile] = {
     "smoke": Profile("smoke", train_steps=4, batch_size=2, eval_examples=8,
                      pretrain_demo_steps=4, pretrain_demo_docs=300, shots=(0, 3),
-                     virtual_tokens=4, virtual_token_sweep=(4,), lora_ranks=(4,)),
+                     virtual_tokens=4, virtual_token_sweep=(4,), lora_ranks=(4,), latency_repeats=3),
     "cpu": Profile("cpu"),
     "gpu": Profile("gpu", train_steps=1000, batch_size=32, eval_examples=1000,
                    virtual_token_sweep=(1, 4, 16, 64), lora_ranks=(1, 4, 16, 64)),
