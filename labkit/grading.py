@@ -375,8 +375,14 @@ def grade_notebook(path: Path, student: str, *, profile: str, timeout: int, work
     from nbclient import NotebookClient
     from nbclient.exceptions import DeadKernelError
 
-    nb = nbformat.read(str(path), as_version=4)
     reference = nbformat.read(str(reference_path), as_version=4) if reference_path else None
+    expected = find_exercises(reference) if reference is not None else []
+    try:
+        nb = nbformat.read(str(path), as_version=4)
+    except Exception as e:  # not JSON, not a notebook
+        why = f"cannot read the notebook: {_first_line(e)}"
+        return NotebookRun(student, path.name, [Outcome(student, path.name, ex.label, False, why)
+                                                for ex in expected], 0.0, [why], "reference")
     try:
         exercises, checks_from = _restore_checks(nb, reference)
     except GradingError as e:
@@ -395,7 +401,9 @@ def grade_notebook(path: Path, student: str, *, profile: str, timeout: int, work
         content = execute_reply.get("content", {})
         errors[cell_index] = _error_text(content.get("ename", "Error"), content.get("evalue", ""))
 
-    nb_timeout = (nb.metadata.get("execution", {}) or {}).get("timeout", timeout)
+    # A notebook's own `execution.timeout` (as nbmake reads it) counts from the reference only.
+    nb_timeout = ((reference.metadata.get("execution", {}) or {}) if reference is not None else {}).get(
+        "timeout", timeout)
     client = NotebookClient(
         nb, timeout=nb_timeout, kernel_name=kernel, allow_errors=True, interrupt_on_timeout=True,
         error_on_timeout={"ename": "Timeout", "evalue": f"cell ran past {nb_timeout} s and was interrupted"},
@@ -432,6 +440,9 @@ def grade_notebook(path: Path, student: str, *, profile: str, timeout: int, work
         else:
             passed, message = True, _passed_lines(nb.cells[ex.check_cells[-1]]) or "passed"
         outcomes.append(Outcome(student, path.name, ex.label, passed, message, round(spent, 2)))
+    for ex in expected[len(exercises):]:  # exercises whose cells or tags the student removed
+        outcomes.append(Outcome(student, path.name, ex.label, False,
+                                "missing from the submission (its `solution`/`check` cells or tags were removed)"))
     other = [f"cell {i}: {errors[i]}" for i in sorted(errors) if i not in in_exercise]
     if stopped:
         other.append(stopped)

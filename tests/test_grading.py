@@ -152,8 +152,13 @@ def test_grade_reports_every_exercise(tmp_path):
     nb = exercise_notebook()
     nbformat.write(nb, str(reference / "tiny.ipynb"))
     subs = tmp_path / "submissions"
-    for student in ("alice", "bob", "carol"):
+    for student in ("alice", "bob", "carol", "dave", "erin"):
         (subs / student).mkdir(parents=True)
+    (subs / "dave" / "tiny.ipynb").write_text("{not json")                # unreadable
+    erin = exercise_notebook()
+    for i in (9, 10):                                                      # exercise 3 untagged
+        del erin.cells[i].metadata["tags"]
+    nbformat.write(erin, str(subs / "erin" / "tiny.ipynb"))
     nbformat.write(nb, str(subs / "alice" / "tiny.ipynb"))
     nbformat.write(grading.student_edition(nb), str(subs / "bob" / "tiny.ipynb"))
     wrong = exercise_notebook()
@@ -169,7 +174,7 @@ def test_grade_reports_every_exercise(tmp_path):
                "--reference", str(reference), "--lab-root", str(ROOT)])
     assert rc == 1  # some exercises fail
     report = _read_report(out)
-    assert len(report) == 9
+    assert len(report) == 15
     labels = ["1. Double it", "2. Triple", "3. Both"]
     assert [report["alice", "tiny.ipynb", e][0] for e in labels] == ["pass"] * 3
     assert report["alice", "tiny.ipynb", "1. Double it"][1] == "✓ double"
@@ -183,13 +188,19 @@ def test_grade_reports_every_exercise(tmp_path):
     assert "your answer raised Timeout" in carol[1][1]
     assert carol[2][1].startswith("✗ up and down: got (4, 20)")
 
+    assert [report["dave", "tiny.ipynb", e][0] for e in labels] == ["fail"] * 3
+    assert report["dave", "tiny.ipynb", "1. Double it"][1].startswith("cannot read the notebook")
+    assert [report["erin", "tiny.ipynb", e][0] for e in labels] == ["pass", "pass", "fail"]
+    assert report["erin", "tiny.ipynb", "3. Both"][1].startswith("missing from the submission")
+
     suites = ET.parse(out / "junit.xml").getroot()
-    assert suites.get("tests") == "10" and suites.get("failures") == "7"  # carol's `notebook runs` too
+    # 15 exercises, and a failing `notebook runs` case for carol (1 / 0) and dave (unreadable)
+    assert suites.get("tests") == "17" and suites.get("failures") == "12"
     carol_suite = next(s for s in suites if s.get("name") == "carol/tiny.ipynb")
     notebook_case = next(c for c in carol_suite if c.get("name") == "notebook runs")
     assert "ZeroDivisionError" in notebook_case.find("failure").get("message")
     markdown = (out / "summary.md").read_text()
-    assert "9 exercise(s): **3 pass, 6 fail**" in markdown
+    assert "15 exercise(s): **5 pass, 10 fail**" in markdown
     assert (out / "executed" / "bob" / "tiny.ipynb").exists()
     assert not list((tmp_path / "submissions").rglob("results"))  # runs write under the report folder
 
