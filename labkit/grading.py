@@ -412,11 +412,13 @@ def grade_notebook(path: Path, student: str, *, profile: str, timeout: int, work
     env = {**os.environ, "LABKIT_PROFILE": profile, "LABKIT_ROOT": str(workdir.parent),
            "LABKIT_RESULTS_DIR": str(workdir.parent / "results"), "MPLBACKEND": "Agg"}
     stopped = ""
+    kernel_log = workdir.parent / f"kernel-{path.stem}.log"  # the kernel's own messages, not cells'
     t0 = time.perf_counter()
     try:
-        client.execute(env=env)
+        with open(kernel_log, "w", encoding="utf-8") as klog:
+            client.execute(env=env, stdout=klog, stderr=klog)
     except DeadKernelError as e:
-        stopped = f"the kernel died ({_first_line(e)})"
+        stopped = f"the kernel died ({_first_line(e)}; see {kernel_log})"
     except Exception as e:  # a kernel that cannot start, a cell that hangs the client
         stopped = f"{type(e).__name__}: {_first_line(e)}"
     seconds = time.perf_counter() - t0
