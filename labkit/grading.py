@@ -365,7 +365,8 @@ def _restore_checks(nb, reference) -> tuple[list[Exercise], str]:
     return mine, "reference"
 
 
-def grade_notebook(path: Path, student: str, *, profile: str, timeout: int, workdir: Path, reference_path: Path | None = None, kernel: str = "python3",
+def grade_notebook(path: Path, student: str, *, profile: str, timeout: int, workdir: Path,
+                   reference_path: Path | None = None, kernel: str = "python3",
                    executed_path: Path | None = None) -> NotebookRun:
     """Run one submitted notebook to the end (errors do not stop it) and grade each exercise.
 
