@@ -178,3 +178,14 @@ def test_drug_names_stay_rare_in_the_general_corpus_and_invented_names_recur():
                 and " named " in s]
     assert len(invented) / len(stories) > 0.05
 
+
+
+def test_shipped_tokenizer_splits_every_drug_name():
+    from transformers import AutoTokenizer
+
+    from labkit.labworld.domains import DRUGS
+    from labkit.paths import MODELS_DIR
+
+    tok = AutoTokenizer.from_pretrained(MODELS_DIR / "labworld-base")
+    for drug in DRUGS:
+        assert len(tok(" " + drug, add_special_tokens=False)["input_ids"]) >= 2, drug

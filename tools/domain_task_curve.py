@@ -34,6 +34,10 @@ train = [transform(r) for r in load_rows(f"{domain}_task", "train")]
 test = [transform(r) for r in load_rows(f"{domain}_task", "test")][:100]
 print(train[0]["prompt"], train[0]["completion"])
 model, tok = load_model()
+if variant.startswith("lora"):  # lora (q/v, r=8) or lora-all (all linear layers, r=8)
+    from peft import LoraConfig, get_peft_model
+    targets = "all-linear" if variant == "lora-all" else ["q_proj", "v_proj"]
+    model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", r=8, lora_alpha=16, target_modules=targets))
 curve = []
 class Eval(TrainerCallback):
     def on_step_end(self, args, state, control, model=None, **kw):
