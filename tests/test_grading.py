@@ -222,16 +222,18 @@ def test_grade_legacy_notebook_and_missing_folder(tmp_path, capsys):
 # A plausible wrong answer per exercise of the chapters: (text in the answer, replacement).
 # An exercise without an entry gets a generic off-by-one of its answer (see `_wrong_edition`).
 WRONG_ANSWERS: dict[tuple[str, int], tuple[str, str]] = {
-    ("00_base_model", 1): ("n_health = len(tokenizer.tokenize(health))",
-                           "n_health = len(tokenizer.tokenize(health)) + 1"),     # off by one (BOS)
+    ("00_base_model", 1): ("health_tpw = len(tokenizer.tokenize(health)) / len(health.split())",
+                           "health_tpw = len(tokenizer.tokenize(health)) / len(health)"),  # per character
     ("00_base_model", 2): ("logits[0, :-1], ids[0, 1:]", "logits[0, 1:], ids[0, 1:]"),  # unshifted
     ("01_prompt_engineering", 1): ('example["demos"][:2]', 'example["demos"][:3]'),     # one shot too many
     ("01_prompt_engineering", 2): ('- by_name["0-shot"]["metrics"]["prompt_tokens"]', ""),  # forgot the baseline
     ("02_prompt_tuning", 1): ("profile.virtual_tokens * base.config.hidden_size",
                               "(profile.virtual_tokens + 1) * base.config.hidden_size"),  # off by one
-    ("02_prompt_tuning", 2): ("* 2 * base.config.hidden_size", "* base.config.hidden_size"),  # keys only
-    ("03_lora", 1): ("layers * 2 * profile.lora_r", "layers * profile.lora_r"),        # one projection
-    ("03_lora", 2): ("(2 * profile.lora_r / profile.lora_r) * B0 @ A0", "B0 @ A0"),    # no alpha / r
+    ("02_prompt_tuning", 2): ("num_hidden_layers * 2 * cfg.num_key_value_heads",
+                              "num_hidden_layers * cfg.num_key_value_heads"),          # keys only
+    ("03_lora", 1): ("((cfg.hidden_size + q_out) + (cfg.hidden_size + v_out))",
+                     "(cfg.hidden_size + q_out)"),                                     # one projection
+    ("03_lora", 2): ("(lora_cfg.lora_alpha / lora_cfg.r) * B0 @ A0", "B0 @ A0"),       # no alpha / r
 }
 
 
