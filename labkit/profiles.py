@@ -37,6 +37,15 @@ class Profile:
     lora_ranks: tuple[int, ...] = (1, 8, 64)  # 8 is lora_r: its run is reused
     lora_lr: float = 1e-2
     full_ft_lr: float = 1e-3
+    dapt_steps: int = 300                      # chapter 7: continued pretraining on the domain corpus
+    dapt_lr: float = 1e-3
+    dapt_label_sizes: tuple[int, ...] = (32, 128, 512)  # labeled examples per fine-tuning run
+    dapt_ft_steps: int = 60                    # fine-tuning steps at every labeled-set size
+    distill_steps: int = 150                   # chapter 8: steps for each student (same for both)
+    distill_lr: float = 1e-3
+    distill_temperature: float = 2.0           # softens teacher and student distributions
+    distill_alpha: float = 0.5                 # weight of the soft (teacher) loss; 1 - alpha on hard labels
+    latency_repeats: int = 5                   # timed generations per model and batch size
 
 
 # Presets hold only what differs from the defaults above.
@@ -44,10 +53,14 @@ PROFILES: dict[str, Profile] = {
     "smoke": Profile("smoke", train_steps=4, batch_size=2, eval_examples=8, max_new_tokens=8,
                      pretrain_minutes=0.1,  # 0.1 min = 6 s
                      pretrain_demo_minutes=0.1, pretrain_demo_docs=300, eval_limit=8, shots=(0, 3),
-                     virtual_tokens=4, virtual_token_sweep=(4,), lora_ranks=(4,)),
+                     virtual_tokens=4, virtual_token_sweep=(4,), lora_ranks=(4,),
+                     dapt_steps=4, dapt_label_sizes=(4, 8), dapt_ft_steps=4, distill_steps=4,
+                     latency_repeats=2),
     "cpu": Profile("cpu"),
     "gpu": Profile("gpu", train_steps=1000, batch_size=32, eval_examples=1000, max_new_tokens=64,
-                   virtual_token_sweep=(1, 4, 16, 64), lora_ranks=(1, 4, 16, 64)),
+                   virtual_token_sweep=(1, 4, 16, 64), lora_ranks=(1, 4, 16, 64),
+                   dapt_steps=2000, dapt_label_sizes=(32, 128, 512, 2000), dapt_ft_steps=300,
+                   distill_steps=1000),
 }
 
 
