@@ -125,6 +125,63 @@ def perplexity(model, tokenizer, texts: list[str], max_length: int = 256, batch_
     return math.exp(total_nll / total_tokens)
 
 
+def _term_spans(text: str, terms: list[str]) -> list[tuple[int, int]]:
+    """Character spans [start, end) of every whole-word, case-insensitive occurrence of a term."""
+    spans = []
+    for term in terms:
+        spans += [m.span() for m in re.finditer(rf"(?<![\w]){re.escape(term)}(?![\w])", text, re.IGNORECASE)]
+    return spans
+
+
+@torch.no_grad()
+def text_nll(model, tokenizer, texts: list[str], terms: list[str] | None = None, max_length: int = 256,
+             batch_size: int = 32) -> list[tuple[float, int]]:
+    """Per text, (summed next-token negative log-likelihood in nats, number of tokens scored).
+
+    Without `terms` every predicted token counts, so exp(sum of nll / sum of tokens) over all
+    texts equals `perplexity(model, tokenizer, texts)`; per-text values let a comparison carry a
+    paired interval (labkit.stats). With `terms` (e.g. a domain's jargon, chapter 7) only the
+    tokens whose characters overlap a whole-word, case-insensitive occurrence of a term are
+    scored: the perplexity of the jargon itself. A text with no term scores (0.0, 0).
+    Needs a fast tokenizer (character offsets); raises ValueError otherwise.
+    """
+    if terms is not None and not getattr(tokenizer, "is_fast", False):
+        raise ValueError("text_nll(terms=...) needs a fast tokenizer (offset mapping); load it with use_fast=True")
+    out: list[tuple[float, int]] = []
+    side, tokenizer.padding_side = tokenizer.padding_side, "right"
+    try:
+        for i in range(0, len(texts), batch_size):
+            chunk = texts[i:i + batch_size]
+            batch = tokenizer(chunk, return_tensors="pt", padding=True, truncation=True, max_length=max_length,
+                              return_offsets_mapping=terms is not None)
+            offsets = batch.pop("offset_mapping", None)  # (B, T, 2) character spans of the tokens
+            batch = batch.to(model.device)
+            logits = model(**batch).logits[:, :-1].float()           # (B, T-1, V): position t predicts t+1
+            targets = batch["input_ids"][:, 1:]                       # (B, T-1)
+            keep = batch["attention_mask"][:, 1:].bool()              # real (not pad) target tokens
+            if terms is not None:
+                in_term = torch.zeros_like(keep)
+                for b, text in enumerate(chunk):
+                    for start, end in _term_spans(text, terms):
+                        s, e = offsets[b, 1:, 0], offsets[b, 1:, 1]  # spans of the target tokens
+                        in_term[b] |= ((s < end) & (e > start)).to(in_term.device)
+                keep &= in_term
+            nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, reduction="none")  # (B, T-1)
+            nll = (nll * keep).sum(dim=1)
+            out += [(float(n), int(k)) for n, k in zip(nll.tolist(), keep.sum(dim=1).tolist())]
+    finally:
+        tokenizer.padding_side = side
+    return out
+
+
+def perplexity_from_nll(per_text: list[tuple[float, int]]) -> float:
+    """exp(total nll / total tokens) from `text_nll`'s per-text pairs; raises ValueError with no tokens."""
+    tokens = sum(k for _, k in per_text)
+    if tokens == 0:
+        raise ValueError("no scored tokens: the texts contain none of the terms")
+    return math.exp(sum(n for n, _ in per_text) / tokens)
+
+
 def exact_match(outputs: list[str], answers: list[str]) -> float:
     return sum(o.strip() == a.strip() for o, a in zip(outputs, answers)) / max(len(answers), 1)
 

@@ -35,17 +35,30 @@ class Profile:
     lora_lr: float = 1e-2
     full_ft_lr: float = 1e-3
     adapter_lr: float = 1e-2                   # chapter 9 (bottleneck adapters; LoRA uses lora_lr)
-    latency_repeats: int = 20                  # timed forward passes per prompt and model
+    latency_repeats: int = 20                  # chapter 9: timed forward passes per prompt and model
+    dapt_steps: int = 300                      # chapter 7: continued pretraining on the domain corpus
+    dapt_lr: float = 1e-3
+    dapt_label_sizes: tuple[int, ...] = (32, 128, 512)  # labeled examples per fine-tuning run
+    dapt_ft_steps: int = 60                    # fine-tuning steps at every labeled-set size
+    distill_steps: int = 150                   # chapter 8: steps for each student (same for both)
+    distill_lr: float = 1e-3
+    distill_temperature: float = 2.0           # softens teacher and student distributions
+    distill_alpha: float = 0.5                 # weight of the soft (teacher) loss; 1 - alpha on hard labels
+    distill_latency_repeats: int = 5           # chapter 8: timed generations per model and batch size
 
 
 # Presets hold only what differs from the defaults above.
 PROFILES: dict[str, Profile] = {
     "smoke": Profile("smoke", train_steps=4, batch_size=2, eval_examples=8,
                      pretrain_demo_steps=4, pretrain_demo_docs=300, shots=(0, 3),
-                     virtual_tokens=4, virtual_token_sweep=(4,), lora_ranks=(4,), latency_repeats=3),
+                     virtual_tokens=4, virtual_token_sweep=(4,), lora_ranks=(4,), latency_repeats=3,
+                     dapt_steps=4, dapt_label_sizes=(4, 8), dapt_ft_steps=4, distill_steps=4,
+                     distill_latency_repeats=2),
     "cpu": Profile("cpu"),
     "gpu": Profile("gpu", train_steps=1000, batch_size=32, eval_examples=1000,
-                   virtual_token_sweep=(1, 4, 16, 64), lora_ranks=(1, 4, 16, 64)),
+                   virtual_token_sweep=(1, 4, 16, 64), lora_ranks=(1, 4, 16, 64),
+                   dapt_steps=2000, dapt_label_sizes=(32, 128, 512, 2000), dapt_ft_steps=300,
+                   distill_steps=1000),
 }
 
 

@@ -33,7 +33,7 @@ def _as_array(scores: Sequence[float], name: str) -> np.ndarray:
 
 def _interval(samples: np.ndarray, confidence: float) -> list[float]:
     tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(samples, [tail, 100 - tail])
+    low, high = np.percentile(samples, [tail, 100 - tail], method="nearest")  # no inf - inf = nan
     return [float(low), float(high)]
 
 
@@ -71,5 +71,9 @@ def ratio_interval(a: Sequence[float], b: Sequence[float], confidence: float = C
     num, den = x[idx].mean(axis=1), y[idx].mean(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratios = np.where(den > 0, num / np.where(den > 0, den, 1), np.inf)
-    return {"measured": float(x.mean() / y.mean()), "interval": _interval(ratios, confidence),
+    interval = _interval(ratios, confidence)
+    if not np.isfinite(interval[1]):  # mean(b) was 0 in over a tail of the resamples
+        raise ValueError("ratio_interval: mean(b) is 0 in too many resamples for a finite interval; "
+                         "compare with paired_difference(a, [r * b_i for b_i in b]) instead")
+    return {"measured": float(x.mean() / y.mean()), "interval": interval,
             "confidence": confidence, "n": int(x.size)}
