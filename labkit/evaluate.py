@@ -269,13 +269,13 @@ def instruction_accuracy(model, tokenizer, rows: list[dict], max_new_tokens: int
     return sum(scores) / len(scores)
 
 
-def completion_scores(model, tokenizer, rows: list[dict], max_new_tokens: int = 12) -> list[float]:
+def completion_scores(model, tokenizer, rows: list[dict], max_new_tokens: int = 16) -> list[float]:
     """1.0 per row whose completion (first line, whitespace stripped) equals `row["answer"]`."""
     outputs = generate(model, tokenizer, [r["prompt"] for r in rows], max_new_tokens=max_new_tokens)
     return [float(o.strip() == r["answer"].strip()) for o, r in zip(outputs, rows)]
 
 
-def completion_accuracy(model, tokenizer, rows: list[dict], max_new_tokens: int = 12) -> float:
+def completion_accuracy(model, tokenizer, rows: list[dict], max_new_tokens: int = 16) -> float:
     """Exact match on prompt/completion tasks (the domain, tone and adapter tasks)."""
     scores = completion_scores(model, tokenizer, rows, max_new_tokens)
     return sum(scores) / max(len(scores), 1)
