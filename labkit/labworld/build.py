@@ -225,7 +225,7 @@ fine-tuning only 0.04. Measured on the v1 base model (commit d7fd7fd):
 |---|---|
 | tokens per drug name (v1 tokenizer, trained on general + domain corpora) | 1 for all 12 drugs; company names take 2 familiar tokens |
 | times each drug name occurs in the pretraining corpus | 1-7 (the {SPRINKLE_DOCS}-document sprinkle): the model never learned these tokens |
-| full fine-tuning on healthcare (lr 1e-3, batch 8), exact match at 150 / 300 steps | 0.04 / (see the curve below) |
+| full fine-tuning on healthcare (lr 1e-3, batch 8), exact match at 150 steps | 0.04 (the 300- and 1,000-step points of this curve were not measured: the run was stopped to free the machine for the v2 retrain) |
 | same, distractor sentence removed | 0.09 / 0.07: the distractor is not the cause |
 | same, the 12 drug names replaced by 12 company names the base knows | 0.28 / 0.98: the names are the cause |
 | plain copy probe ("Started on X ... Question: Which drug ...? Answer:") | 0/12 drugs and 0/12 companies: the base answers every `Question:` with an addition working, so the probe measures the format, not copying |
@@ -238,4 +238,15 @@ splits rare jargon); and {general.INVENTED_NAME_SHARE:.0%} of stories name their
 ("Vorlinka") that recurs in the story, so the base learns to copy a never-seen name piece by piece.
 Domain text stays unfamiliar (the jargon is still rare in the general corpus) and the distractor
 stays in every document. `tests/test_labworld.py` fails if either property is lost.
+
+Measured on the v2 base (the shipped `labworld-base`), the same full fine-tuning recipe (lr 1e-3,
+batch 8, 100 test items; `python tools/domain_task_curve.py DOMAIN orig 1e-3 150 300`):
+
+| task | exact match after 150 steps | after 300 steps |
+|---|---|---|
+| finance | 0.97 | 1.00 |
+| healthcare | 0.05 | 0.95 |
+
+Healthcare is learnable now but learned late: the copy of a 3-7-piece drug name clicks between
+150 and 300 steps. Chapters that train on it need that budget.
 """
