@@ -37,6 +37,24 @@ class Profile:
     lora_ranks: tuple[int, ...] = (1, 8, 64)  # 8 is lora_r: its run is reused
     lora_lr: float = 1e-2
     full_ft_lr: float = 1e-3
+    rm_steps: int = 150                        # chapter 6: reward model
+    rm_batch_size: int = 16                    # preference pairs per step
+    rm_lr: float = 1e-3
+    rm_pair_sweep: tuple[int, ...] = (25, 200)  # smaller data sets for the accuracy-vs-pairs curve
+    rl_steps: int = 100                        # online RL (RLOO) from the SFT policy
+    rl_generations: int = 4                    # completions per prompt (the group)
+    rl_batch_size: int = 16                    # completions per step: rl_batch_size / rl_generations prompts
+    rl_lr: float = 5e-5
+    rl_beta: float = 0.05                      # KL coefficient
+    rl_max_completion: int = 24                # tokens per sampled completion
+    hack_steps: int = 200                      # RL without a KL penalty, pushed past the sweet spot
+    hack_lr: float = 2e-4
+    dpo_steps: int = 100
+    dpo_lr: float = 5e-5
+    dpo_beta: float = 0.1
+    judge_prompts: int = 300                   # held-out prompts every policy answers
+    probe_prompts: int = 32                    # prompts scored during RL (reward and gold curves)
+    probe_every: int = 20                      # RL steps between two probes
 
 
 # Presets hold only what differs from the defaults above.
@@ -44,7 +62,10 @@ PROFILES: dict[str, Profile] = {
     "smoke": Profile("smoke", train_steps=4, batch_size=2, eval_examples=8, max_new_tokens=8,
                      pretrain_minutes=0.1,  # 0.1 min = 6 s
                      pretrain_demo_minutes=0.1, pretrain_demo_docs=300, eval_limit=8, shots=(0, 3),
-                     virtual_tokens=4, virtual_token_sweep=(4,), lora_ranks=(4,)),
+                     virtual_tokens=4, virtual_token_sweep=(4,), lora_ranks=(4,),
+                     rm_steps=4, rm_batch_size=4, rm_pair_sweep=(8,), rl_steps=2, rl_batch_size=4,
+                     rl_generations=2, rl_max_completion=8, hack_steps=4, dpo_steps=2, judge_prompts=16,
+                     probe_prompts=4, probe_every=2),
     "cpu": Profile("cpu"),
     "gpu": Profile("gpu", train_steps=1000, batch_size=32, eval_examples=1000, max_new_tokens=64,
                    virtual_token_sweep=(1, 4, 16, 64), lora_ranks=(1, 4, 16, 64)),

@@ -58,3 +58,11 @@ def test_unknown_profile_from_a_fresh_process():
     assert proc.returncode != 0
     last = proc.stderr.strip().splitlines()[-1]
     assert last == "ValueError: Unknown LABKIT_PROFILE 'bogus': choose one of smoke, cpu, gpu"
+
+
+def test_rl_group_divides_the_batch_in_every_profile():
+    # trl's RLOOTrainer/GRPOTrainer refuse a batch of completions that is not whole groups
+    for profile in PROFILES.values():
+        assert profile.rl_generations >= 2, profile.name  # a leave-one-out baseline needs a sibling
+        assert profile.rl_batch_size % profile.rl_generations == 0, profile.name
+        assert 0 < profile.probe_every <= profile.rl_steps, profile.name
