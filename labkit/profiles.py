@@ -45,6 +45,24 @@ class Profile:
     distill_temperature: float = 2.0           # softens teacher and student distributions
     distill_alpha: float = 0.5                 # weight of the soft (teacher) loss; 1 - alpha on hard labels
     distill_latency_repeats: int = 5           # chapter 8: timed generations per model and batch size
+    rm_steps: int = 150                        # chapter 6: reward model
+    rm_batch_size: int = 16                    # preference pairs per step
+    rm_lr: float = 1e-3
+    rm_pair_sweep: tuple[int, ...] = (25, 200)  # smaller data sets for the accuracy-vs-pairs curve
+    rl_steps: int = 100                        # online RL (RLOO) from the SFT policy
+    rl_generations: int = 4                    # completions per prompt (the group)
+    rl_batch_size: int = 16                    # completions per step: rl_batch_size / rl_generations prompts
+    rl_lr: float = 5e-5
+    rl_beta: float = 0.05                      # KL coefficient
+    rl_max_completion: int = 24                # tokens per sampled completion
+    hack_steps: int = 200                      # RL without a KL penalty, pushed past the sweet spot
+    hack_lr: float = 2e-4
+    dpo_steps: int = 100
+    dpo_lr: float = 5e-5
+    dpo_beta: float = 0.1
+    judge_prompts: int = 300                   # held-out prompts every policy answers
+    probe_prompts: int = 32                    # prompts scored during RL (reward and gold curves)
+    probe_every: int = 20                      # RL steps between two probes
 
 
 # Presets hold only what differs from the defaults above.
@@ -53,7 +71,10 @@ PROFILES: dict[str, Profile] = {
                      pretrain_demo_steps=4, pretrain_demo_docs=300, shots=(0, 3),
                      virtual_tokens=4, virtual_token_sweep=(4,), lora_ranks=(4,), latency_repeats=3,
                      dapt_steps=4, dapt_label_sizes=(4, 8), dapt_ft_steps=4, distill_steps=4,
-                     distill_latency_repeats=2),
+                     distill_latency_repeats=2,
+                     rm_steps=4, rm_batch_size=4, rm_pair_sweep=(8,), rl_steps=2, rl_batch_size=4,
+                     rl_generations=2, rl_max_completion=8, hack_steps=4, dpo_steps=2, judge_prompts=16,
+                     probe_prompts=4, probe_every=2),
     "cpu": Profile("cpu"),
     "gpu": Profile("gpu", train_steps=1000, batch_size=32, eval_examples=1000,
                    virtual_token_sweep=(1, 4, 16, 64), lora_ranks=(1, 4, 16, 64),

@@ -70,3 +70,11 @@ def test_every_profile_field_is_read_somewhere():
     unread = [f.name for f in dataclasses.fields(Profile)
               if f.name not in ("name",) and f"profile.{f.name}" not in sources]
     assert not unread, f"profile fields that nothing reads: {unread}"
+
+
+def test_rl_group_divides_the_batch_in_every_profile():
+    # trl's RLOOTrainer/GRPOTrainer refuse a batch of completions that is not whole groups
+    for profile in PROFILES.values():
+        assert profile.rl_generations >= 2, profile.name  # a leave-one-out baseline needs a sibling
+        assert profile.rl_batch_size % profile.rl_generations == 0, profile.name
+        assert 0 < profile.probe_every <= profile.rl_steps, profile.name
