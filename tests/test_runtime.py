@@ -102,6 +102,7 @@ def _fake_cuda(monkeypatch, allocated_mb: float = 123.0):
     monkeypatch.setattr(torch.cuda, "synchronize", lambda *a, **k: None)
     monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda *a, **k: None)
     monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda *a, **k: int(allocated_mb * 2**20))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a, **k: "Fake GPU")
 
 
 @pytest.mark.parametrize("profile_name, cuda, on_cpu", [
@@ -127,7 +128,13 @@ def test_trainer_measure_and_results_follow_the_same_rule(monkeypatch, tmp_path,
     from labkit.runtime import train_on_cpu
     from labkit.training import sft_config
 
+    import types
+
+    import trl
+
     _fake_cuda(monkeypatch)
+    # SFTConfig(use_cpu=False) would set up the (fake) GPU: record its arguments instead
+    monkeypatch.setattr(trl, "SFTConfig", lambda **kwargs: types.SimpleNamespace(**kwargs))
     monkeypatch.setenv("LABKIT_PROFILE", profile_name)
     profile = PROFILES[profile_name]
     on_cpu = train_on_cpu(profile)
