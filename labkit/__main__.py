@@ -1,4 +1,6 @@
-"""Command line: `python -m labkit data | pretrain | evaluate | student | grade`.
+"""Command line: `python -m labkit doctor | data | pretrain | evaluate | student | grade`.
+
+  python -m labkit doctor                check this environment: versions, device, memory, disk, profile, model
 
   python -m labkit data                  regenerate data/labworld/ (seconds)
   python -m labkit pretrain --steps 1400 --threads 2
@@ -22,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m labkit", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("doctor", help="check versions, device, memory, disk, profile and model (exit 1 on a FAIL)")
     sub.add_parser("data", help="regenerate the LabWorld data files")
     from .pretrain import PretrainConfig
 
@@ -52,6 +55,11 @@ def main(argv: list[str] | None = None) -> int:
                          "'' keeps the submitted checks)")
     gr.add_argument("--kernel", default="python3", help="Jupyter kernel to run them with")
     args = parser.parse_args(argv)
+
+    if args.command == "doctor":
+        from .doctor import main as doctor
+
+        return doctor()
 
     if args.command in ("student", "grade"):
         return _grading_command(args)
