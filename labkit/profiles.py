@@ -37,6 +37,15 @@ class Profile:
     lora_ranks: tuple[int, ...] = (1, 8, 64)  # 8 is lora_r: its run is reused
     lora_lr: float = 1e-2
     full_ft_lr: float = 1e-3
+    full_ft_lrs: tuple[float, ...] = (3e-4, 1e-3, 3e-3)   # chapter 4: each method at three rates;
+    lora_lrs: tuple[float, ...] = (3e-3, 1e-2, 3e-2)      # the middle ones are full_ft_lr and lora_lr
+    sweep_steps: int = 60          # steps per run of the learning-rate sweep (7 runs of it in chapter 4)
+    curve_points: int = 4          # evaluations during chapter 4's main run (the forgetting curve)
+    curve_examples: int = 100      # items / documents per evaluation on that curve
+    mix_general: float = 0.5       # share of general text mixed into the data (the mitigation)
+    sft_steps: int = 200           # chapter 5: instruction-tuning steps (each mixture)
+    sft_lr: float = 1e-3
+    family_counts: tuple[int, ...] = (2, 4)  # mixtures smaller than "all seen families"
 
 
 # Presets hold only what differs from the defaults above.
@@ -44,10 +53,12 @@ PROFILES: dict[str, Profile] = {
     "smoke": Profile("smoke", train_steps=4, batch_size=2, eval_examples=8, max_new_tokens=8,
                      pretrain_minutes=0.1,  # 0.1 min = 6 s
                      pretrain_demo_minutes=0.1, pretrain_demo_docs=300, eval_limit=8, shots=(0, 3),
-                     virtual_tokens=4, virtual_token_sweep=(4,), lora_ranks=(4,)),
+                     virtual_tokens=4, virtual_token_sweep=(4,), lora_ranks=(4,),
+                     sweep_steps=2, curve_points=2, curve_examples=8, sft_steps=4, family_counts=(2,)),
     "cpu": Profile("cpu"),
     "gpu": Profile("gpu", train_steps=1000, batch_size=32, eval_examples=1000, max_new_tokens=64,
-                   virtual_token_sweep=(1, 4, 16, 64), lora_ranks=(1, 4, 16, 64)),
+                   virtual_token_sweep=(1, 4, 16, 64), lora_ranks=(1, 4, 16, 64),
+                   sweep_steps=300, curve_points=8, curve_examples=500, sft_steps=1000),
 }
 
 
