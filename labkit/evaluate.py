@@ -458,3 +458,67 @@ def _token_kl(policy, reference, ids, attention_mask, start: int):
     logits_r = reference(input_ids=ids, attention_mask=attention_mask).logits[:, start - 1:-1].float()
     logp, logr = logits_p.log_softmax(-1), logits_r.log_softmax(-1)  # (B, T, V)
     return (logp.exp() * (logp - logr)).sum(-1)
+
+
+# ---- per-document scores, for intervals (chapter 4) ---------------------------------------
+@torch.no_grad()
+def document_nll(model, tokenizer, texts: list[str], max_length: int = 256,
+                 batch_size: int = 32) -> tuple[list[float], list[int]]:
+    """Per document: the summed next-token negative log-likelihood (nats) and the number of
+    tokens scored, both lists of len(texts). `perplexity` is exp(sum(nll) / sum(tokens)) over
+    them; keeping them per document lets `labkit.stats.perplexity_difference` resample documents.
+    Introduced in chapter 4 (forgetting)."""
+    nll_out: list[float] = []
+    tokens_out: list[int] = []
+    side, tokenizer.padding_side = tokenizer.padding_side, "right"
+    try:
+        for i in range(0, len(texts), batch_size):
+            batch = tokenizer(texts[i:i + batch_size], return_tensors="pt", padding=True, truncation=True,
+                              max_length=max_length).to(model.device)
+            logits = model(**batch).logits[:, :-1].float()                    # (B, T-1, V)
+            labels = batch["input_ids"][:, 1:].masked_fill(batch["attention_mask"][:, 1:] == 0, -100)
+            nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100,
+                                                    reduction="none")         # (B, T-1), 0 at padding
+            nll_out += nll.sum(dim=1).tolist()
+            tokens_out += (labels != -100).sum(dim=1).tolist()
+    finally:
+        tokenizer.padding_side = side
+    return nll_out, tokens_out
+
+
+# ---- chat turns (chapter 5) ----------------------------------------------------------------
+def end_of_turn_id(tokenizer) -> int:
+    """The token the chat template puts after an assistant message (`<|im_end|>` in ChatML,
+    `<|eot_id|>` in Llama 3), read from the template itself so any chat model works.
+    Raises ValueError when the template writes nothing after the assistant's words."""
+    marker = "Zq7xW"  # a string no template contains
+    text = tokenizer.apply_chat_template([{"role": "user", "content": "hi"},
+                                          {"role": "assistant", "content": marker}], tokenize=False)
+    after = text.split(marker, 1)[1].strip()
+    if not after:
+        raise ValueError("the chat template writes no end-of-turn marker after the assistant's message")
+    return tokenizer(after, add_special_tokens=False)["input_ids"][0]
+
+
+@torch.no_grad()
+def chat_replies(model, tokenizer, users: list[str], max_new_tokens: int = 24,
+                 batch_size: int = 32) -> list[tuple[str, bool]]:
+    """Greedy replies to single user turns, each as (text, ended): `ended` is True when the model
+    emitted the end-of-turn token (or eos) within `max_new_tokens`, i.e. it stopped by itself.
+    Introduced in chapter 5 (instruction tuning)."""
+    stop_ids = [end_of_turn_id(tokenizer)] + ([tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else [])
+    prompts = [chat_prompt(tokenizer, u) for u in users]
+    side, tokenizer.padding_side = tokenizer.padding_side, "left"
+    out = []
+    try:
+        for i in range(0, len(prompts), batch_size):
+            batch = tokenizer(prompts[i:i + batch_size], return_tensors="pt", padding=True,
+                              add_special_tokens=False).to(model.device)
+            ids = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
+                                 pad_token_id=tokenizer.pad_token_id, eos_token_id=stop_ids)
+            for row in ids[:, batch["input_ids"].shape[1]:].tolist():
+                cut = next((k for k, t in enumerate(row) if t in stop_ids), None)
+                out.append((tokenizer.decode(row[:cut], skip_special_tokens=True), cut is not None))
+    finally:
+        tokenizer.padding_side = side
+    return out

@@ -63,6 +63,15 @@ class Profile:
     judge_prompts: int = 300                   # held-out prompts every policy answers
     probe_prompts: int = 32                    # prompts scored during RL (reward and gold curves)
     probe_every: int = 20                      # RL steps between two probes
+    full_ft_lrs: tuple[float, ...] = (3e-4, 1e-3, 3e-3)   # chapter 4: each method at three rates;
+    lora_lrs: tuple[float, ...] = (3e-3, 1e-2, 3e-2)      # the middle ones are full_ft_lr and lora_lr
+    sweep_steps: int = 60          # steps per run of the learning-rate sweep (7 runs of it in chapter 4)
+    curve_points: int = 4          # evaluations during chapter 4's main run (the forgetting curve)
+    curve_examples: int = 100      # items / documents per evaluation on that curve
+    mix_general: float = 0.5       # share of general text mixed into the data (the mitigation)
+    sft_steps: int = 200           # chapter 5: instruction-tuning steps (each mixture)
+    sft_lr: float = 1e-3
+    family_counts: tuple[int, ...] = (2, 4)  # mixtures smaller than "all seen families"
 
 
 # Presets hold only what differs from the defaults above.
@@ -74,12 +83,13 @@ PROFILES: dict[str, Profile] = {
                      distill_latency_repeats=2,
                      rm_steps=4, rm_batch_size=4, rm_pair_sweep=(8,), rl_steps=2, rl_batch_size=4,
                      rl_generations=2, rl_max_completion=8, hack_steps=4, dpo_steps=2, judge_prompts=16,
-                     probe_prompts=4, probe_every=2),
+                     probe_prompts=4, probe_every=2,
+                     sweep_steps=2, curve_points=2, curve_examples=8, sft_steps=4, family_counts=(2,)),
     "cpu": Profile("cpu"),
     "gpu": Profile("gpu", train_steps=1000, batch_size=32, eval_examples=1000,
                    virtual_token_sweep=(1, 4, 16, 64), lora_ranks=(1, 4, 16, 64),
                    dapt_steps=2000, dapt_label_sizes=(32, 128, 512, 2000), dapt_ft_steps=300,
-                   distill_steps=1000),
+                   distill_steps=1000, sweep_steps=300, curve_points=8, curve_examples=500, sft_steps=1000),
 }
 
 
