@@ -6,6 +6,7 @@ an edition with a plausible wrong answer per exercise: one smoke run of the note
 from __future__ import annotations
 
 import copy
+import os
 import csv
 import shutil
 import xml.etree.ElementTree as ET
@@ -263,8 +264,22 @@ def _wrong_edition(nb, stem: str) -> tuple[nbformat.NotebookNode, list[str]]:
     return nb, notes
 
 
+# Each chapter costs one grading run of three submissions (student, instructor, wrong answers).
+# CI grades two chapters whose exercises span the kinds of checks (a prompt string, token counts,
+# a parameter count from the config, a merged weight) to stay inside its time budget;
+# LABKIT_GRADE_ALL=1 grades every chapter (the instructor's pre-release check).
+GRADED_IN_CI = ("01_prompt_engineering", "03_lora")
+
+
+def _graded_chapters():
+    every = sorted(NOTEBOOKS.glob("*.ipynb"))
+    if os.environ.get("LABKIT_GRADE_ALL") == "1":
+        return every
+    return [p for p in every if p.stem in GRADED_IN_CI]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("source", sorted(NOTEBOOKS.glob("*.ipynb")), ids=lambda p: p.stem)
+@pytest.mark.parametrize("source", _graded_chapters(), ids=lambda p: p.stem)
 def test_real_notebook_student_instructor_and_wrong_editions(source, tmp_path):
     """One grading run of three submissions of a chapter: its student edition (every exercise
     fails), its instructor edition (every exercise passes) and a plausible wrong answer per
