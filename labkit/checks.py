@@ -14,9 +14,16 @@ def _close(got, expected, rel_tol: float | None) -> bool:
     return got == expected
 
 
+def _unanswered(got) -> bool:
+    """None or `...`, or a tuple/list holding a `...` (a student edition's stubs, `a, b = ..., ...`)."""
+    if isinstance(got, (tuple, list)):
+        return any(g is Ellipsis or (isinstance(g, (tuple, list)) and _unanswered(g)) for g in got)
+    return got is None or got is Ellipsis
+
+
 def check(name: str, got, expected, rel_tol: float | None = None, hint: str = "") -> None:
     """Pass if `got` equals `expected` (within `rel_tol` for numbers); raise otherwise."""
-    if got is None or got is Ellipsis:
+    if _unanswered(got):
         raise AssertionError(f"✗ {name}: no answer yet — fill in the cell above. {hint}".strip())
     if not _close(got, expected, rel_tol):
         raise AssertionError(f"✗ {name}: got {got!r}, expected {expected!r}. {hint}".strip())

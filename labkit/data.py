@@ -110,9 +110,10 @@ def load_rows(name: str, split: str = "train", required: tuple[str, ...] | Mappi
     return read_jsonl(LABWORLD_DIR / name / f"{split}.jsonl", required)
 
 
-def load_dataset(name: str, split: str = "train", limit: int | None = None,
-                 required: tuple[str, ...] | Mapping = ()):
-    """The same rows as a `datasets.Dataset`, ready for a Trainer (optionally the first `limit`)."""
+def load_hf_dataset(name: str, split: str = "train", limit: int | None = None,
+                    required: tuple[str, ...] | Mapping = ()):
+    """The same rows as a `datasets.Dataset`, ready for a Trainer (optionally the first `limit`).
+    Named so as not to shadow `datasets.load_dataset`, which loads from the Hub or files."""
     from datasets import Dataset
 
     rows = load_rows(name, split, required)

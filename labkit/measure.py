@@ -5,7 +5,7 @@ size on disk, and the loss curve.
         trainer.train()
         m.tokens = n_train_tokens
     run = m.as_run(method="lora", base_model=..., trainable_params=..., total_params=...,
-                   train_examples=len(train_ds), loss_history=history.losses)
+                   train_examples=len(train_ds), loss_history=loss_history(trainer))
 
 Peak memory is what the block added on top of what was there before it:
 - CPU (`memory_kind="cpu_rss"`): the process's resident memory (RSS) is sampled every few
@@ -28,7 +28,6 @@ from typing import Iterator
 
 import psutil
 import torch
-from transformers import TrainerCallback
 
 MB = 2**20
 
@@ -128,9 +127,12 @@ class _RssSampler(threading.Thread):
 @contextmanager
 def measure(name: str, tokens: int | None = None,
             device: torch.device | str | None = None) -> Iterator[Measurement]:
-    """Time the block and record its peak memory on `device` (default: CUDA if available)."""
+    """Time the block and record its peak memory on `device` (default: the profile's
+    `labkit.runtime.compute_device()`, the same rule that decides where trainers run)."""
+    from .runtime import compute_device
+
     m = Measurement(name=name, tokens=tokens)
-    cuda = torch.device(device).type == "cuda" if device is not None else torch.cuda.is_available()
+    cuda = torch.device(device if device is not None else compute_device()).type == "cuda"
     if cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -176,30 +178,12 @@ def artifact_mb(path: str | Path, pattern: str | None = None) -> float:
     return sum(f.stat().st_size for f in files) / MB
 
 
-class LossHistory(TrainerCallback):
-    """Collects the training loss as (step, loss) pairs, and eval_loss separately, from any
-    `transformers.Trainer` or TRL trainer: `Trainer(..., callbacks=[history])`. Use one per run;
-    set `logging_steps=1` for a point per step."""
-
-    def __init__(self) -> None:
-        self.losses: list[tuple[int, float]] = []
-        self.eval_losses: list[tuple[int, float]] = []
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        """A run resumed from a checkpoint (`labkit.training.resume_checkpoint`) starts with the
-        Trainer's restored log: take the losses logged before the interruption from it, so the
-        curve is whole."""
-        if state.global_step > 0 and not self.losses and not self.eval_losses:
-            for logs in state.log_history:
-                self.on_log(args, state, control, logs=logs, _step=logs.get("step", state.global_step))
-
-    def on_log(self, args, state, control, logs=None, _step=None, **kwargs):
-        logs = logs or {}
-        step = state.global_step if _step is None else _step
-        if "loss" in logs:
-            self.losses.append((step, float(logs["loss"])))
-        if "eval_loss" in logs:
-            self.eval_losses.append((step, float(logs["eval_loss"])))
+def loss_history(trainer_or_log) -> list[tuple[int, float]]:
+    """The training loss as (step, loss) pairs, read from what every `transformers.Trainer` and
+    TRL trainer already keeps: `trainer.state.log_history` (pass the trainer or that list).
+    Set `logging_steps=1` for a point per step. Eval losses stay in the log as `eval_loss`."""
+    log = getattr(getattr(trainer_or_log, "state", None), "log_history", trainer_or_log)
+    return [(int(entry["step"]), float(entry["loss"])) for entry in log if "loss" in entry]
 
 
 def fingerprint(model: torch.nn.Module) -> str:

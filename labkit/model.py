@@ -70,13 +70,78 @@ def _check_hub(repo_id: str) -> None:
 def _loadable_path(name: str | None) -> str:
     """A local directory, or a Hub id that was checked to be downloadable (else a clear error)."""
     path = resolve_model_path(name)
-    if not Path(path).is_dir():
+    if Path(path).is_dir():
+        check_model_folder(path)
+    else:
         _check_hub(path)
     return path
 
 
+# ---- what a model folder must hold ---------------------------------------------------------
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "spiece.model", "vocab.txt")
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
+def check_model_folder(path: str | Path) -> None:
+    """Raise ModelNotAvailable, naming what is missing, unless `path` holds a config.json, a
+    tokenizer (tokenizer.json, a sentencepiece tokenizer.model, or vocab.json + merges.txt) and
+    safetensors weights. Pickle checkpoints (pytorch_model.bin, *.pt) are refused: unpickling a
+    file can run code, and `from_pretrained` then needs trust in whoever wrote it."""
+    folder = Path(path)
+    names = {p.name for p in folder.iterdir()}
+    if "config.json" not in names:
+        ggufs = sorted(n for n in names if n.endswith(".gguf"))
+        hint = (f" It holds a GGUF file ({ggufs[0]}): convert it to a safetensors folder first "
+                "(e.g. `python -m labkit models add smollm2-135m-instruct` for SmolLM2)." if ggufs else "")
+        raise ModelNotAvailable(f"{folder} is not a transformers model folder: config.json is missing.{hint}")
+    if not any(n in names for n in TOKENIZER_FILES):
+        raise ModelNotAvailable(
+            f"{folder} has no tokenizer files (looked for {', '.join(TOKENIZER_FILES)}). Save the tokenizer "
+            "next to the weights: `tokenizer.save_pretrained(folder)` with the tokenizer the model was trained with.")
+    if "vocab.json" in names and "merges.txt" not in names and "tokenizer.json" not in names:
+        raise ModelNotAvailable(f"{folder} has vocab.json but no merges.txt: the BPE tokenizer is incomplete.")
+    if not any(n.endswith(".safetensors") for n in names):
+        pickles = sorted(n for n in names if n.endswith(PICKLE_SUFFIXES))
+        if pickles:
+            raise ModelNotAvailable(
+                f"{folder} holds only pickle checkpoints ({', '.join(pickles)}); the lab loads weights from "
+                "safetensors only, because unpickling a file can run arbitrary code. If you trust the file, "
+                "convert it once: `AutoModelForCausalLM.from_pretrained(folder, use_safetensors=False)"
+                ".save_pretrained(folder)` (transformers unpickles with torch.load(weights_only=True)).")
+        raise ModelNotAvailable(f"{folder} has no weights: no *.safetensors file.")
+
+
+_PAD_NOTICES: set[str] = set()
+
+
+def ensure_pad_token(tokenizer, name: str = ""):
+    """Give a tokenizer without a pad token one, the standard way: pad = eos (as TRL's trainers
+    and `model.generate` do). Padded positions are masked by the attention mask, so batched
+    generation and perplexity are unchanged; prints a note once per model. Returns the tokenizer.
+
+    The catch when training: `transformers.DataCollatorForLanguageModeling` sets the label of
+    every pad id to -100, so with pad = eos the model never learns to stop; TRL's SFT collator
+    pads the labels separately and keeps eos (HF forum "pad_token = eos_token", and trl's
+    `DataCollatorForLanguageModeling`). Raises ModelNotAvailable if there is no eos either."""
+    if tokenizer.pad_token is not None:
+        return tokenizer
+    if tokenizer.eos_token is None:
+        raise ModelNotAvailable(f"The tokenizer of {name or 'this model'} has neither a pad nor an eos token: "
+                                "set one, e.g. tokenizer.add_special_tokens({'pad_token': '<pad>'}) and "
+                                "model.resize_token_embeddings(len(tokenizer)).")
+    tokenizer.pad_token = tokenizer.eos_token
+    if name not in _PAD_NOTICES:
+        _PAD_NOTICES.add(name)
+        print(f"labkit: the tokenizer of {Path(name).name or 'this model'} has no pad token; padding with its "
+              f"end-of-sequence token {tokenizer.eos_token!r} (pad = eos). Padding is masked out by the "
+              "attention mask; when training, keep eos in the labels (TRL's collator does).")
+    return tokenizer
+
+
 def load_tokenizer(name: str | None = None):
-    return AutoTokenizer.from_pretrained(_loadable_path(name))
+    """The model's tokenizer (`AutoTokenizer`), with a pad token (`ensure_pad_token`)."""
+    path = _loadable_path(name)
+    return ensure_pad_token(AutoTokenizer.from_pretrained(path, trust_remote_code=False), path)
 
 
 def model_name(model) -> str:
@@ -115,7 +180,9 @@ def model_info(model) -> dict:
 
 
 # ---- models that one chapter trains and a later chapter starts from -----------------------
-ARTIFACTS_DIR = ROOT / "artifacts"  # models trained by chapters (not committed)
+# models trained by chapters (not committed); $LABKIT_ARTIFACTS_DIR moves them (tests that run the
+# notebooks on another model keep its artifacts apart)
+ARTIFACTS_DIR = Path(os.environ.get("LABKIT_ARTIFACTS_DIR") or ROOT / "artifacts").expanduser()
 
 
 def sft_policy_dir(profile_name: str) -> Path:
@@ -138,11 +205,40 @@ def load_sft_policy(profile_name: str, dtype=None):
 
 def load_model(name: str | None = None, dtype=None):
     """Load (model, tokenizer) for causal LM training or generation, in eval mode on the CPU.
-    Move it with `.to(device)` where a chapter trains on a GPU."""
+    Move it with `.to(device)` where a chapter trains on a GPU.
+
+    `name`: None ($LABKIT_MODEL or the embedded model), a folder under data/models/, any local
+    folder, or a Hub id. Weights load from safetensors only and never with remote code; a folder
+    missing its tokenizer or weights raises ModelNotAvailable naming what is missing. A tokenizer
+    without a pad token gets pad = eos (`ensure_pad_token`)."""
     import torch
 
     path = _loadable_path(name)
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.float32)
+    tokenizer = ensure_pad_token(AutoTokenizer.from_pretrained(path, trust_remote_code=False), path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.float32, use_safetensors=True,
+                                                 trust_remote_code=False)
+    for config in (model.config, model.generation_config):  # so generate() does not warn each call
+        if getattr(config, "pad_token_id", None) is None:
+            config.pad_token_id = tokenizer.pad_token_id
     model.eval()
     return model, tokenizer
+
+
+def is_embedded(model) -> bool:
+    """True when `model` was loaded from the embedded model's folder (labworld-base)."""
+    return model_name(model) == EMBEDDED_MODEL
+
+
+def embedded_only(model, what: str) -> bool:
+    """Guard for an evaluation that only makes sense for the embedded model, which was trained on
+    LabWorld (its model card, its ICL and chain-of-thought suites). Returns True for the embedded
+    model; otherwise prints that `what` is skipped, and why, and returns False:
+
+        if embedded_only(model, "The model-card comparison"):
+            ...
+    """
+    if is_embedded(model):
+        return True
+    print(f"{what} is skipped: it only makes sense for the embedded model {EMBEDDED_MODEL}, which was "
+          f"trained on LabWorld's data; the loaded model is {model_name(model)}.")
+    return False

@@ -1,8 +1,9 @@
 """Pretraining the embedded base model from scratch (chapter 0; `python -m labkit pretrain`).
 
 corpus -> tokenizer -> packed blocks -> `transformers.Trainer` on a `LlamaForCausalLM`.
-The schedule is time-based: the learning rate follows a cosine over a wall-clock budget and
-training stops when the budget is spent, so the run ends on time on any machine, however busy.
+The schedule is a function of the step only (linear warm-up, then a cosine to `min_lr_ratio`
+over `steps`), so the same command with the same thread count gives bit-identical weights on the
+same machine, however busy it is (`tests/test_pretrain.py` checks it at a tiny budget).
 """
 from __future__ import annotations
 
@@ -19,32 +20,40 @@ from transformers import (DataCollatorForLanguageModeling, LlamaForCausalLM, Tra
 
 from .data import load_rows
 from .labworld.build import SPRINKLE_DOCS, SPRINKLE_SHARE
-from .labworld.domains import DOMAINS
 from .model import base_config
+from .runtime import train_on_cpu
 from .tokenizer import train_tokenizer
 
 
 @dataclass(frozen=True)
 class PretrainConfig:
-    minutes: float = 40.0          # wall-clock budget for the optimisation steps
+    steps: int = 1400              # optimiser steps: 1400 * 8,192 = 11.5M tokens (~45 min on 2 CPU threads)
     block_size: int = 256          # tokens per training sequence
     batch_size: int = 32           # sequences per step: 32 * 256 = 8,192 tokens per step
     lr: float = 3e-3
-    warmup_fraction: float = 0.03  # of the time budget
+    warmup_fraction: float = 0.03  # of the steps
     min_lr_ratio: float = 0.1
     vocab_size: int = 2048
     seed: int = 0
-    threads: int = 0               # torch CPU threads; 0 = torch's default
-    snapshot_minutes: float = 10.0  # save a usable model this often while training
+    threads: int = 0               # torch CPU threads; 0 = torch's default (record it: results depend on it)
+    snapshot_steps: int = 200      # save a usable model this often while training
+    corpus_docs: int = 0           # use only the first N general documents (tests, demos); 0 = all
+    max_minutes: float = 0.0       # optional wall-clock cap (chapter 0's demo); 0 = none. A capped run
+                                   # stops early and so does not reproduce across machines.
 
 
 def tokenizer_texts() -> list[str]:
-    """The tokenizer learns from the general corpus and the domain corpora — a broad crawl,
-    as real tokenizers do — while the model is pretrained on the general corpus only."""
-    texts = [r["text"] for r in load_rows("general", "train")]
-    for domain in DOMAINS:
-        texts += [r["text"] for r in load_rows(f"{domain}_corpus", "train")]
-    return texts
+    """The tokenizer learns from the general corpus only, like the model. Domain jargon is then
+    split into pieces the model knows ("lisoprin" -> several familiar sub-words), as a real
+    tokenizer splits rare terms. Trained on the domain corpora too, each drug name became one
+    token that pretraining met 1-7 times, so no model could learn to copy it (the diagnosis is in
+    data/labworld/README.md)."""
+    return [r["text"] for r in load_rows("general", "train")]
+
+
+def corpus_texts(cfg: PretrainConfig) -> list[str]:
+    texts = tokenizer_texts()
+    return texts[: cfg.corpus_docs] if cfg.corpus_docs else texts
 
 
 def pack(tokenizer, texts: list[str], block_size: int) -> torch.Tensor:
@@ -56,33 +65,30 @@ def pack(tokenizer, texts: list[str], block_size: int) -> torch.Tensor:
     return torch.tensor(ids[: n * block_size]).view(n, block_size)
 
 
-class TimeBudget(TrainerCallback):
-    """Cosine learning rate over a wall-clock budget; stops training when it is spent."""
+def lr_factor(step: int, cfg: PretrainConfig) -> float:
+    """Multiplier of `cfg.lr` at optimiser step `step` (0-based): linear warm-up over
+    `warmup_fraction * steps`, then a cosine down to `min_lr_ratio` at `steps`."""
+    warmup = max(1, round(cfg.warmup_fraction * cfg.steps))
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min((step - warmup) / max(1, cfg.steps - warmup), 1.0)
+    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+class Snapshots(TrainerCallback):
+    """Saves a usable model every `snapshot_steps`, and stops at `max_minutes` when one is set."""
 
     def __init__(self, cfg: PretrainConfig, snapshot_dir: Path | None = None, tokenizer=None):
-        self.cfg, self.budget = cfg, cfg.minutes * 60
-        self.start = None
-        self.snapshot_dir, self.tokenizer, self.last_snapshot = snapshot_dir, tokenizer, 0.0
-
-    def lr_factor(self, _step: int) -> float:
-        if self.start is None:
-            return 0.0 if self.cfg.warmup_fraction > 0 else 1.0
-        t = min((time.monotonic() - self.start) / self.budget, 1.0)
-        if t < self.cfg.warmup_fraction:
-            return max(t / self.cfg.warmup_fraction, 1e-3)
-        progress = (t - self.cfg.warmup_fraction) / (1 - self.cfg.warmup_fraction)
-        return self.cfg.min_lr_ratio + (1 - self.cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+        self.cfg, self.snapshot_dir, self.tokenizer, self.start = cfg, snapshot_dir, tokenizer, None
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.start = time.monotonic()
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
-        elapsed = time.monotonic() - self.start
-        if elapsed >= self.budget:
+        if self.cfg.max_minutes and time.monotonic() - self.start >= self.cfg.max_minutes * 60:
             control.should_training_stop = True
             control.should_log = True
-        elif self.snapshot_dir and elapsed - self.last_snapshot >= self.cfg.snapshot_minutes * 60:
-            self.last_snapshot = elapsed
+        elif self.snapshot_dir and self.cfg.snapshot_steps and state.global_step % self.cfg.snapshot_steps == 0:
             model.save_pretrained(self.snapshot_dir)
             self.tokenizer.save_pretrained(self.snapshot_dir)
         return control
@@ -94,8 +100,9 @@ def pretrain(out_dir: Path, cfg: PretrainConfig, work_dir: Path | None = None, l
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     t0 = time.time()
-    tokenizer = train_tokenizer(tokenizer_texts(), cfg.vocab_size)
-    blocks = pack(tokenizer, [r["text"] for r in load_rows("general", "train")], cfg.block_size)
+    texts = corpus_texts(cfg)
+    tokenizer = train_tokenizer(texts, cfg.vocab_size)
+    blocks = pack(tokenizer, texts, cfg.block_size)
     log(f"tokenizer: {len(tokenizer)} tokens; corpus: {blocks.numel():,} tokens in {len(blocks):,} blocks "
         f"({time.time() - t0:.0f} s)")
     from datasets import Dataset
@@ -107,17 +114,17 @@ def pretrain(out_dir: Path, cfg: PretrainConfig, work_dir: Path | None = None, l
     n_params = sum(p.numel() for p in model.parameters())
     log(f"model: LlamaForCausalLM with {n_params:,} parameters")
 
-    budget = TimeBudget(cfg, Path(str(out_dir) + ".partial"), tokenizer)
+    snapshots = Snapshots(cfg, Path(str(out_dir) + ".partial"), tokenizer)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.1)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, budget.lr_factor)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, cfg))
     args = TrainingArguments(
         output_dir=str(work_dir or Path(out_dir).with_suffix(".trainer")), per_device_train_batch_size=cfg.batch_size,
-        max_steps=1_000_000, num_train_epochs=100, logging_steps=25, save_strategy="no", report_to=[],
-        use_cpu=not torch.cuda.is_available(), seed=cfg.seed, dataloader_num_workers=0,
+        max_steps=cfg.steps, logging_steps=25, save_strategy="no", report_to=[],
+        use_cpu=train_on_cpu(), seed=cfg.seed, dataloader_num_workers=0,
         max_grad_norm=1.0, disable_tqdm=True,
     )
     trainer = Trainer(model=model, args=args, train_dataset=train_ds, optimizers=(optimizer, scheduler),
-                      data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False), callbacks=[budget])
+                      data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False), callbacks=[snapshots])
     start = time.time()
     trainer.train()
     train_seconds = time.time() - start
@@ -129,11 +136,12 @@ def pretrain(out_dir: Path, cfg: PretrainConfig, work_dir: Path | None = None, l
     history = [[h["step"], round(h["loss"], 4)] for h in trainer.state.log_history if "loss" in h]
     training_log = {
         "config": asdict(cfg), "parameters": n_params, "steps": steps,
+        "command": f"python -m labkit pretrain --steps {cfg.steps} --threads {torch.get_num_threads()}",
         "tokens_seen": steps * cfg.batch_size * cfg.block_size, "corpus_tokens": int(blocks.numel()),
         "train_seconds": round(train_seconds, 1), "tokens_per_s": round(steps * cfg.batch_size * cfg.block_size / train_seconds),
         "final_loss": history[-1][1] if history else None, "loss_history": history,
         "hardware": {"machine": platform.machine(), "processor": platform.processor() or platform.machine(),
-                     "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available(),
+                     "torch_threads": torch.get_num_threads(), "cuda": not train_on_cpu(),
                      "torch": torch.__version__},
     }
     (out_dir / "training_log.json").write_text(json.dumps(training_log, indent=1) + "\n")
@@ -164,7 +172,9 @@ it has seen only a sprinkle ({SPRINKLE_DOCS} documents each, {SPRINKLE_SHARE} of
 - Tokenizer: byte-level BPE, {cfg['vocab_size']} tokens, digits split one per token, ChatML chat template.
 - Architecture: hidden 192, 4 layers, 6 heads, MLP 512, tied embeddings, context {2 * cfg['block_size']}.
 - Optimisation: AdamW (lr {cfg['lr']}, betas 0.9/0.95, weight decay 0.1), batch {cfg['batch_size']} x {cfg['block_size']} tokens,
-  cosine schedule over a wall-clock budget of {cfg['minutes']} minutes (warm-up {cfg['warmup_fraction']:.0%}), fp32, seed {cfg['seed']}.
+  cosine schedule over {cfg['steps']:,} steps (warm-up {cfg['warmup_fraction']:.0%}), fp32, seed {cfg['seed']}.
+- Command: `{training_log.get('command', 'python -m labkit pretrain')}` ({hw['torch_threads']} torch threads; the same
+  command on the same machine gives bit-identical weights — the thread count changes float reduction order).
 
 ## Training
 - Steps: {training_log['steps']:,}; tokens seen: {training_log['tokens_seen']:,} ({training_log['tokens_seen'] / training_log['corpus_tokens']:.1f} epochs)

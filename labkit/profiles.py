@@ -21,33 +21,87 @@ class Profile:
     seed: int = 0
     train_steps: int = 150         # optimiser steps per training run
     batch_size: int = 8            # examples per step
-    eval_examples: int = 200       # held-out examples scored per evaluation
-    max_new_tokens: int = 32       # generation length
-    lr: float = 1e-3               # default learning rate; chapters override it per method below
-    pretrain_minutes: float = 40.0  # wall-clock budget for pretraining the base model (chapter 0)
-    pretrain_demo_minutes: float = 1.0  # chapter 0 re-runs the recipe briefly on a corpus slice
+    eval_examples: int = 200       # held-out items scored per evaluation (fewer if a split has fewer)
+    pretrain_demo_steps: int = 60      # chapter 0 re-runs the recipe briefly on a corpus slice (~1 min)
     pretrain_demo_docs: int = 20000
-    eval_limit: int = 0            # items per evaluation; 0 = all held-out items
-    shots: tuple[int, ...] = (0, 1, 3, 5)      # chapter 1
+    shots: tuple[int, ...] = (0, 1, 3, 5)      # chapter 1; must contain 0 and 3
     virtual_tokens: int = 16                   # chapter 2
     virtual_token_sweep: tuple[int, ...] = (1, 4, 16)
     prompt_lr: float = 3e-2
     prefix_lr: float = 1e-2
     lora_r: int = 8                            # chapter 3
+    lora_target_modules: tuple[str, ...] = ("q_proj", "v_proj")
     lora_ranks: tuple[int, ...] = (1, 8, 64)  # 8 is lora_r: its run is reused
     lora_lr: float = 1e-2
     full_ft_lr: float = 1e-3
+    adapter_lr: float = 1e-2                   # chapter 9 (bottleneck adapters; LoRA uses lora_lr)
+    latency_repeats: int = 20                  # chapter 9: timed forward passes per prompt and model
+    dapt_steps: int = 300                      # chapter 7: continued pretraining on the domain corpus
+    dapt_lr: float = 1e-3
+    dapt_label_sizes: tuple[int, ...] = (32, 128, 512)  # labeled examples per fine-tuning run
+    dapt_ft_steps: int = 60                    # fine-tuning steps at every labeled-set size
+    distill_steps: int = 150                   # chapter 8: steps for each student (same for both)
+    distill_lr: float = 1e-3
+    distill_temperature: float = 2.0           # softens teacher and student distributions
+    distill_alpha: float = 0.5                 # weight of the soft (teacher) loss; 1 - alpha on hard labels
+    distill_latency_repeats: int = 5           # chapter 8: timed generations per model and batch size
+    rm_steps: int = 150                        # chapter 6: reward model
+    rm_batch_size: int = 16                    # preference pairs per step
+    rm_lr: float = 1e-3
+    rm_pair_sweep: tuple[int, ...] = (25, 200)  # smaller data sets for the accuracy-vs-pairs curve
+    rl_steps: int = 100                        # online RL (RLOO) from the SFT policy
+    rl_generations: int = 4                    # completions per prompt (the group)
+    rl_batch_size: int = 16                    # completions per step: rl_batch_size / rl_generations prompts
+    rl_lr: float = 5e-5
+    rl_beta: float = 0.05                      # KL coefficient
+    rl_max_completion: int = 24                # tokens per sampled completion
+    hack_steps: int = 200                      # RL without a KL penalty, pushed past the sweet spot
+    hack_lr: float = 2e-4
+    dpo_steps: int = 100
+    dpo_lr: float = 5e-5
+    dpo_beta: float = 0.1
+    judge_prompts: int = 300                   # held-out prompts every policy answers
+    probe_prompts: int = 32                    # prompts scored during RL (reward and gold curves)
+    probe_every: int = 20                      # RL steps between two probes
+    full_ft_lrs: tuple[float, ...] = (3e-4, 1e-3, 3e-3)   # chapter 4: each method at three rates;
+    lora_lrs: tuple[float, ...] = (3e-3, 1e-2, 3e-2)      # the middle ones are full_ft_lr and lora_lr
+    sweep_steps: int = 60          # steps per run of the learning-rate sweep (7 runs of it in chapter 4)
+    curve_points: int = 4          # evaluations during chapter 4's main run (the forgetting curve)
+    curve_examples: int = 100      # items / documents per evaluation on that curve
+    mix_general: float = 0.5       # share of general text mixed into the data (the mitigation)
+    sft_steps: int = 200           # chapter 5: instruction-tuning steps (each mixture)
+    sft_lr: float = 1e-3
+    family_counts: tuple[int, ...] = (2, 4)  # mixtures smaller than "all seen families"
+    # chapter 10: a real open model (SmolLM2-135M-Instruct), tens of seconds per step on a laptop CPU
+    real_eval_examples: int = 40               # word problems / entity sentences scored per strategy
+    real_train_steps: int = 30                 # LoRA steps
+    real_batch_size: int = 4
+    real_max_length: int = 128                 # tokens per training example (chat template included)
+    real_max_new_tokens: int = 48              # longest reply (step-by-step answers)
+    real_lora_lr: float = 2e-3
+    real_chapter_minutes: float = 10.0         # the chapter's time budget (a measured claim)
 
 
 # Presets hold only what differs from the defaults above.
 PROFILES: dict[str, Profile] = {
-    "smoke": Profile("smoke", train_steps=4, batch_size=2, eval_examples=8, max_new_tokens=8,
-                     pretrain_minutes=0.1,  # 0.1 min = 6 s
-                     pretrain_demo_minutes=0.1, pretrain_demo_docs=300, eval_limit=8, shots=(0, 3),
-                     virtual_tokens=4, virtual_token_sweep=(4,), lora_ranks=(4,)),
+    "smoke": Profile("smoke", train_steps=4, batch_size=2, eval_examples=8,
+                     pretrain_demo_steps=4, pretrain_demo_docs=300, shots=(0, 3),
+                     virtual_tokens=4, virtual_token_sweep=(4,), lora_ranks=(4,), latency_repeats=3,
+                     dapt_steps=4, dapt_label_sizes=(4, 8), dapt_ft_steps=4, distill_steps=4,
+                     distill_latency_repeats=2,
+                     rm_steps=4, rm_batch_size=4, rm_pair_sweep=(8,), rl_steps=2, rl_batch_size=4,
+                     rl_generations=2, rl_max_completion=8, hack_steps=4, dpo_steps=2, judge_prompts=16,
+                     probe_prompts=4, probe_every=2,
+                     sweep_steps=2, curve_points=2, curve_examples=8, sft_steps=4, family_counts=(2,),
+                     real_eval_examples=4, real_train_steps=2, real_batch_size=2, real_max_length=64,
+                     real_max_new_tokens=8, real_chapter_minutes=3.0),
     "cpu": Profile("cpu"),
-    "gpu": Profile("gpu", train_steps=1000, batch_size=32, eval_examples=1000, max_new_tokens=64,
-                   virtual_token_sweep=(1, 4, 16, 64), lora_ranks=(1, 4, 16, 64)),
+    "gpu": Profile("gpu", train_steps=1000, batch_size=32, eval_examples=1000,
+                   virtual_token_sweep=(1, 4, 16, 64), lora_ranks=(1, 4, 16, 64),
+                   dapt_steps=2000, dapt_label_sizes=(32, 128, 512, 2000), dapt_ft_steps=300,
+                   distill_steps=1000, sweep_steps=300, curve_points=8, curve_examples=500, sft_steps=1000,
+                   real_eval_examples=200, real_train_steps=300, real_batch_size=16, real_max_length=256,
+                   real_max_new_tokens=128, real_lora_lr=5e-4),
 }
 
 

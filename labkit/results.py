@@ -198,9 +198,24 @@ class Results:
         self.claims = [c for c in self.claims if c["id"] != id] + [entry]
         return holds
 
+    def verdict(self, id: str) -> str:
+        """One claim as a phrase for a chapter's summary, e.g.
+        "+0.42 (95% interval +0.31 to +0.53, n=100): holds". Raises KeyError for an unknown id."""
+        found = [c for c in self.claims if c["id"] == id]
+        if not found:
+            raise KeyError(f"no claim {id!r}; recorded: {', '.join(c['id'] for c in self.claims)}")
+        c = found[0]
+        value = "n/a" if c["measured"] is None else f"{c['measured']:+.3g}"
+        extra = ""
+        if "interval" in c:
+            low, high = c["interval"]
+            extra = f" ({c['confidence']:.0%} interval {low:+.3g} to {high:+.3g}"
+            extra += f", n={c['n']})" if "n" in c else ")"
+        return f"{value}{extra} vs {c['comparison']} {c['threshold']:g}: {'holds' if c['holds'] else 'does NOT hold'}"
+
     def to_dict(self) -> dict:
         return {"schema_version": SCHEMA_VERSION, "chapter": self.chapter, "method": self.method,
-                "profile": self.profile, "environment": environment(), "runs": self.runs,
+                "profile": self.profile, "environment": environment(self.profile), "runs": self.runs,
                 "claims": self.claims}
 
     def table(self):

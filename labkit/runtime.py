@@ -2,16 +2,20 @@
 
 A notebook starts with
 
-    quiet(); seed_everything(profile.seed); device = get_device()
+    quiet(); profile = get_profile(); banner(profile); seed_everything(profile.seed)
+    device = compute_device(profile)
 
 and its results file records `environment()`, so every number says which machine made it.
+
+The device rule lives here and nowhere else: `train_on_cpu(profile)` decides, `compute_device`
+names the device, trainers get `use_cpu=train_on_cpu(profile)` (see `labkit.training.sft_config`),
+`pretrain.py` and `measure.measure` ask the same functions.
 """
 from __future__ import annotations
 
 import logging
 import os
 import platform
-import random
 import subprocess
 import sys
 import warnings
@@ -19,7 +23,6 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from importlib import metadata
 
-import numpy as np
 import torch
 
 from . import paths
@@ -36,12 +39,41 @@ def get_device() -> torch.device:
     return torch.device("cpu")
 
 
+def train_on_cpu(profile=None) -> bool:
+    """The lab's one device rule: run on CUDA when a CUDA device exists, except in the `cpu`
+    profile, whose point is to show what a laptop does (its times and RSS memory). Apple MPS is
+    not used for training (the trainers' MPS support varies by op): it counts as CPU here.
+    `profile` is a Profile, a profile name, or None for `get_profile()`."""
+    if profile is None:
+        from .profiles import get_profile
+
+        profile = get_profile()
+    name = getattr(profile, "name", profile)
+    return name == "cpu" or not torch.cuda.is_available()
+
+
+def compute_device(profile=None) -> torch.device:
+    """The device this profile trains, evaluates and measures on (see `train_on_cpu`)."""
+    return torch.device("cpu" if train_on_cpu(profile) else "cuda")
+
+
+def banner(profile) -> None:
+    """Print, at the top of a chapter, which profile made its numbers; in `smoke` a warning
+    that they are not a lesson (a few steps on a few items only check that the code runs)."""
+    device = compute_device(profile)
+    if getattr(profile, "name", profile) == "smoke":
+        print("⚠ SMOKE PROFILE: a few training steps on a handful of items, to check that the code "
+              "runs. The numbers and claims on this page are not a lesson; read the cpu or gpu build.")
+    print(f"profile: {profile.name} · device: {device.type} · seed: {profile.seed}")
+
+
 def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch, and ask torch for deterministic kernels, so that a
-    rerun with the same profile gives the same numbers on the same machine."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)  # also seeds every CUDA device
+    """`transformers.set_seed` (Python, NumPy, torch and every CUDA device), plus deterministic
+    kernels where torch has them (`warn_only`: an op without one warns instead of failing), so
+    that a rerun with the same profile gives the same numbers on the same machine."""
+    from transformers import set_seed
+
+    set_seed(seed)
     os.environ["PYTHONHASHSEED"] = str(seed)  # for worker processes started from here
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
     torch.backends.cudnn.deterministic = True
@@ -118,9 +150,10 @@ def _version(package: str) -> str | None:
         return None
 
 
-def environment() -> dict:
-    """What this run ran on, as the results schema's `environment` object."""
-    device = get_device()
+def environment(profile=None) -> dict:
+    """What this run ran on, as the results schema's `environment` object: the device is the
+    profile's `compute_device` (or, without a profile, the best one present)."""
+    device = compute_device(profile) if profile is not None else get_device()
     name = {"cuda": lambda: torch.cuda.get_device_name(0), "mps": lambda: "Apple MPS"}.get(
         device.type, _cpu_name)()
     env = {
@@ -136,6 +169,23 @@ def environment() -> dict:
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     return {key: value for key, value in env.items() if value is not None}
+
+
+def skip_rest_of_notebook(reason: str) -> None:
+    """Print `reason`, then turn every later cell of this notebook into a no-op, so that a
+    chapter whose prerequisite is missing (chapter 10's real model) ends cleanly, saying why,
+    under Jupyter, nbmake and Jupyter Book alike, instead of failing cell after cell.
+    The rest of the current cell still runs: call it last. Outside IPython: RuntimeError(reason).
+    (An IPython input transformer: https://ipython.readthedocs.io/en/stable/config/inputtransforms.html)"""
+    print(reason)
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        get_ipython = lambda: None  # noqa: E731
+    shell = get_ipython()
+    if shell is None:
+        raise RuntimeError(reason)
+    shell.input_transformers_post.append(lambda lines: [])
 
 
 class OutOfMemory(torch.cuda.OutOfMemoryError):

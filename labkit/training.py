@@ -1,17 +1,22 @@
-"""Resuming an interrupted training run (every chapter that trains for minutes).
+"""The training arguments every chapter shares (introduced in chapter 2, reused from chapter 3 on).
 
-The trainers checkpoint by themselves (`save_steps`); this only finds where to resume from:
+    args = sft_config(profile, output_dir=work / name, learning_rate=profile.lora_lr, max_length=256)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, processing_class=tokenizer)
 
-    args = SFTConfig(output_dir=out, max_steps=profile.train_steps, save_steps=50, save_total_limit=1, ...)
-    trainer = SFTTrainer(model=model, args=args, ...)
+`sft_config` returns TRL's own `SFTConfig`, not a wrapper: the profile supplies the numbers
+(steps, batch size, seed), the lab's device rule supplies `use_cpu`, and any keyword overrides
+them. Print it in a notebook to see every argument the trainer receives.
+
+Resuming after an interruption (a kernel restart mid-training): checkpoint with the trainer's
+own arguments and resume from the last complete checkpoint,
+
+    args = sft_config(profile, out, save_strategy="steps", save_steps=50, save_total_limit=1)
     trainer.train(resume_from_checkpoint=resume_checkpoint(out, args))
 
-After a kernel restart, re-running the cell continues from the last checkpoint (weights,
-optimizer, scheduler, RNG states and data position are restored by the Trainer, see
-`transformers.Trainer.train(resume_from_checkpoint=...)`), and the final metrics match an
-uninterrupted run (tests/test_reliability_training.py measures how closely). A finished run
-is not resumed: re-running the cell after a run that completed trains again from the start,
-so a rerun gives the same results as the first run.
+The Trainer restores weights, optimizer, scheduler, RNG states and the data position; the
+final metrics match an uninterrupted run (tests/test_reliability_training.py measures how
+closely). A finished run is not resumed: re-running its cell trains again from the start, so
+a rerun gives the same results as the first run.
 """
 from __future__ import annotations
 
@@ -20,6 +25,30 @@ import re
 import warnings
 from pathlib import Path
 
+from .profiles import Profile
+from .runtime import train_on_cpu
+
+
+def sft_config(profile: Profile, output_dir: str | Path, **overrides):
+    """A `trl.SFTConfig` for one run of `profile` (TRL docs: SFTTrainer / SFTConfig).
+
+    Defaults: `max_steps=profile.train_steps`, `per_device_train_batch_size=profile.batch_size`,
+    about 20 loss points per run, no checkpoints, no loggers, fp32 (`bf16=False`: TRL's default
+    bf16 runs slower on a CPU), no activation checkpointing (it drops a prefix-tuning cache),
+    `use_cpu=labkit.runtime.train_on_cpu(profile)` and `seed=profile.seed`. Raises TypeError,
+    as SFTConfig does, for an argument it does not know."""
+    from trl import SFTConfig
+
+    args = dict(output_dir=str(output_dir), max_steps=profile.train_steps,
+                per_device_train_batch_size=profile.batch_size,
+                logging_steps=max(1, profile.train_steps // 20), save_strategy="no", report_to=[],
+                bf16=False, activation_checkpointing=False, use_cpu=train_on_cpu(profile),
+                seed=profile.seed)
+    args.update(overrides)
+    return SFTConfig(**args)
+
+
+# ---- resuming an interrupted run ----------------------------------------------------------
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 TRAINER_STATE = "trainer_state.json"  # the Trainer writes it last: its presence marks a complete checkpoint
 

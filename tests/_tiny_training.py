@@ -23,7 +23,7 @@ def train(out_dir: str, kill_at: int | None = None, seed: int = 0) -> dict:
     from datasets import Dataset
     from transformers import LlamaConfig, LlamaForCausalLM, Trainer, TrainerCallback, TrainingArguments
 
-    from labkit.measure import LossHistory, fingerprint
+    from labkit.measure import fingerprint, loss_history
     from labkit.runtime import quiet, seed_everything
     from labkit.training import resume_checkpoint
 
@@ -48,13 +48,12 @@ def train(out_dir: str, kill_at: int | None = None, seed: int = 0) -> dict:
                              learning_rate=1e-2, lr_scheduler_type="linear", warmup_steps=2,
                              logging_steps=1, save_steps=SAVE_STEPS, save_total_limit=2, seed=seed,
                              use_cpu=True, report_to=[], disable_tqdm=True, dataloader_num_workers=0)
-    history = LossHistory()
     trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                      callbacks=[history, KillAt()])
+                      callbacks=[KillAt()])
     resumed_from = resume_checkpoint(out_dir, args)
     trainer.train(resume_from_checkpoint=resumed_from)
     return {"resumed_from": resumed_from and os.path.basename(resumed_from),
-            "losses": history.losses, "eval_loss": trainer.evaluate()["eval_loss"],
+            "losses": loss_history(trainer), "eval_loss": trainer.evaluate()["eval_loss"],
             "weights": fingerprint(model), "threads": torch.get_num_threads()}
 
 

@@ -133,3 +133,59 @@ def test_plurals_follow_english_spelling():
 
     assert [plural(n) for n in ["fox", "bus", "beach", "brush", "cup", "apple"]] == \
         ["foxes", "buses", "beaches", "brushes", "cups", "apples"]
+
+
+def test_three_digit_sums_appear_in_both_formats_on_disjoint_sums():
+    """Chapter 1's chain-of-thought comparison is fair only if the corpus teaches both formats
+    for 3-digit sums (on disjoint pairs) and never shows an evaluated sum."""
+    import re
+
+    corpus = rows(LABWORLD_DIR / "general" / "train.jsonl")
+    direct, worked = set(), set()
+    for r in corpus:
+        if r["kind"] != "addition":
+            continue
+        a, b = map(int, re.findall(r"\d+", r["text"])[:2])
+        if a >= 100:
+            (worked if general.COT_CUE in r["text"] else direct).add((a, b))
+    assert len(direct) > 1000 and len(worked) > 1000
+    assert 0.8 < len(direct) / len(worked) < 1.25
+    assert not direct & worked
+    held = {(it["a"], it["b"]) for it in rows(LABWORLD_DIR / "eval" / "addition.jsonl")}
+    assert not held & (direct | worked)
+
+
+def test_tokenizer_corpus_is_the_general_corpus_only():
+    """The fix for the v1 healthcare task (data card, "Diagnosis"): drug names must not become
+    tokens of their own, so the tokenizer never sees the domain corpora."""
+    from labkit.pretrain import tokenizer_texts
+
+    texts = tokenizer_texts()
+    general_train = [r["text"] for r in rows(LABWORLD_DIR / "general" / "train.jsonl")]
+    assert texts == general_train
+
+
+def test_drug_names_stay_rare_in_the_general_corpus_and_invented_names_recur():
+    from labkit.labworld.domains import DRUGS
+
+    corpus = rows(LABWORLD_DIR / "general" / "train.jsonl")
+    text = " ".join(r["text"] for r in corpus)
+    for drug in DRUGS:  # rare enough that BPE (min_frequency 2, 2048 merges) can't make it one token
+        assert text.count(drug) < 20, drug
+    stories = [r["text"] for r in corpus if r["kind"] == "story"]
+    world_first_names = {p.name.split()[0] for p in build_world(build.SEED).people}
+    invented = [s for s in stories if s.split(" named ")[-1].split(".")[0] not in world_first_names
+                and " named " in s]
+    assert len(invented) / len(stories) > 0.05
+
+
+
+def test_shipped_tokenizer_splits_every_drug_name():
+    from transformers import AutoTokenizer
+
+    from labkit.labworld.domains import DRUGS
+    from labkit.paths import MODELS_DIR
+
+    tok = AutoTokenizer.from_pretrained(MODELS_DIR / "labworld-base")
+    for drug in DRUGS:
+        assert len(tok(" " + drug, add_special_tokens=False)["input_ids"]) >= 2, drug

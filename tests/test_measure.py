@@ -5,7 +5,7 @@ import jsonschema
 import pytest
 import torch
 
-from labkit.measure import LossHistory, Measurement, artifact_mb, count_params, measure
+from labkit.measure import Measurement, loss_history, artifact_mb, count_params, measure
 from labkit.results import schema
 
 RUN_SCHEMA = schema()["properties"]["runs"]["items"]
@@ -108,16 +108,16 @@ def _token_dataset(n: int = 16, length: int = 12):
 def test_loss_history_from_a_real_trainer(tiny_llama, tmp_path):
     from transformers import Trainer, TrainingArguments
 
-    history = LossHistory()
     args = TrainingArguments(output_dir=str(tmp_path), max_steps=4, per_device_train_batch_size=4,
                              logging_steps=1, eval_strategy="steps", eval_steps=2, learning_rate=1e-2,
                              use_cpu=True, report_to=[], save_strategy="no", disable_tqdm=True)
     data = _token_dataset()
-    Trainer(model=tiny_llama, args=args, train_dataset=data, eval_dataset=data[:4],
-            callbacks=[history]).train()
-    assert [step for step, _ in history.losses] == [1, 2, 3, 4]
-    assert all(loss > 0 for _, loss in history.losses)
-    assert [step for step, _ in history.eval_losses] == [2, 4]
+    trainer = Trainer(model=tiny_llama, args=args, train_dataset=data, eval_dataset=data[:4])
+    trainer.train()
+    losses = loss_history(trainer)
+    assert [step for step, _ in losses] == [1, 2, 3, 4]  # no eval_loss or summary entry mixed in
+    assert all(loss > 0 for _, loss in losses)
+    assert loss_history(trainer.state.log_history) == losses
 
 
 def _tiny_tokenizer():
@@ -136,14 +136,14 @@ def test_loss_history_from_a_trl_trainer(tiny_llama, tmp_path):
     from trl import SFTConfig, SFTTrainer
 
     texts = [" ".join(f"w{(i * 7 + j) % 61}" for j in range(10)) for i in range(16)]
-    history = LossHistory()
     args = SFTConfig(output_dir=str(tmp_path), max_steps=3, per_device_train_batch_size=4,
                      logging_steps=1, learning_rate=1e-2, use_cpu=True, bf16=False, report_to=[],
                      save_strategy="no", disable_tqdm=True, max_length=16,
                      activation_checkpointing=False)
-    SFTTrainer(model=tiny_llama, args=args, train_dataset=Dataset.from_dict({"text": texts}),
-               processing_class=_tiny_tokenizer(), callbacks=[history]).train()
-    assert [step for step, _ in history.losses] == [1, 2, 3]
+    trainer = SFTTrainer(model=tiny_llama, args=args, train_dataset=Dataset.from_dict({"text": texts}),
+                         processing_class=_tiny_tokenizer())
+    trainer.train()
+    assert [step for step, _ in loss_history(trainer)] == [1, 2, 3]
 
 
 def test_a_second_run_is_not_hidden_by_the_first_runs_freed_pages():

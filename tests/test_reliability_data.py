@@ -1,7 +1,7 @@
 """Bad data input gets a clear error naming file, line and field; files saved by other editors load."""
 import pytest
 
-from labkit.data import DataError, load_dataset, read_jsonl
+from labkit.data import DataError, load_hf_dataset, read_jsonl
 
 
 def test_utf8_byte_order_mark_is_read_like_datasets(tmp_path):
@@ -69,5 +69,5 @@ def test_load_dataset_passes_typed_requirements(monkeypatch, tmp_path):
     (tmp_path / "toy" / "train.jsonl").write_text('{"prompt": "p", "completion": 3}\n')
     monkeypatch.setattr("labkit.data.LABWORLD_DIR", tmp_path)
     with pytest.raises(DataError, match=r"train\.jsonl:1: field 'completion' should be str"):
-        load_dataset("toy", required={"prompt": str, "completion": str})
-    assert load_dataset("toy", required=("prompt",)).num_rows == 1
+        load_hf_dataset("toy", required={"prompt": str, "completion": str})
+    assert load_hf_dataset("toy", required=("prompt",)).num_rows == 1

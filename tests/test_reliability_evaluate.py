@@ -109,3 +109,24 @@ def test_a_one_token_text_among_others_is_skipped_not_fatal(base_and_tokenizer):
     base, tokenizer = base_and_tokenizer
     texts = _texts(2)
     assert perplexity(base, tokenizer, ["7"] + texts) == pytest.approx(perplexity(base, tokenizer, texts), rel=1e-6)
+
+
+@torch.no_grad()
+def test_every_scorer_that_pairs_logits_with_labels_skips_the_virtual_tokens(base_and_tokenizer):
+    """text_nll, document_nll and the KL along sampled replies pair logits with tokens too: on a
+    prompt-tuned model each must agree with `perplexity` (checked against a reference above),
+    not fail on the 4 extra positions."""
+    from labkit.evaluate import _token_kl, document_nll, text_nll
+
+    _, tokenizer = base_and_tokenizer
+    torch.manual_seed(0)
+    model = get_peft_model(load_model()[0], PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4)).eval()
+    texts = _texts()
+    expected = perplexity(model, tokenizer, texts)
+    per_text = text_nll(model, tokenizer, texts, batch_size=3)
+    assert math.exp(sum(n for n, _ in per_text) / sum(k for _, k in per_text)) == pytest.approx(expected, rel=1e-6)
+    nll, tokens = document_nll(model, tokenizer, texts, batch_size=3)
+    assert math.exp(sum(nll) / sum(tokens)) == pytest.approx(expected, rel=1e-6)
+    batch = tokenizer(texts[:2], return_tensors="pt", padding=True)
+    kl = _token_kl(model, model, batch["input_ids"], batch["attention_mask"], start=3)
+    assert kl.shape == (2, batch["input_ids"].shape[1] - 3) and kl.abs().max() < 1e-5

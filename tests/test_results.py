@@ -134,3 +134,16 @@ def test_load_results_names_a_broken_file(tmp_path):
     path.write_text(json.dumps(doc))
     with pytest.raises(ResultsError, match=r"03_lora\.json: missing required field 'claims'"):
         load_results("smoke", tmp_path)
+
+
+def test_verdict_reads_a_claim_back():
+    from labkit.results import Results
+
+    r = Results("00_x", "x", "smoke")
+    r.claim("a_beats_b", "A beats B", measured=0.42, threshold=0.0, comparison=">",
+            interval=[0.31, 0.53], confidence=0.95, n=100)
+    r.claim("small", "small", measured=3.0, threshold=2.0, comparison="<")
+    assert r.verdict("a_beats_b") == "+0.42 (95% interval +0.31 to +0.53, n=100) vs > 0: holds"
+    assert r.verdict("small").endswith("does NOT hold")
+    with pytest.raises(KeyError):
+        r.verdict("missing")

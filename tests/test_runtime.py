@@ -32,6 +32,7 @@ def _draw():
 
 
 def test_seed_everything_repeats_every_generator(monkeypatch):
+    """Via transformers.set_seed: Python, NumPy and torch all repeat."""
     monkeypatch.setenv("PYTHONHASHSEED", "0")  # restored afterwards
     was_deterministic = torch.are_deterministic_algorithms_enabled()
     try:
@@ -92,3 +93,77 @@ def test_environment_matches_the_schema():
     assert env["python"] == platform.python_version()
     assert env["cpu_threads"] == torch.get_num_threads()
     assert env["timestamp"].startswith("20")
+
+
+# ---- the one device rule ---------------------------------------------------------------------
+def _fake_cuda(monkeypatch, allocated_mb: float = 123.0):
+    """CUDA present, as torch would report it, without a GPU: the memory calls return numbers."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a, **k: None)
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda *a, **k: None)
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda *a, **k: int(allocated_mb * 2**20))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a, **k: "Fake GPU")
+
+
+@pytest.mark.parametrize("profile_name, cuda, on_cpu", [
+    ("smoke", True, False), ("gpu", True, False), ("cpu", True, True),
+    ("smoke", False, True), ("gpu", False, True), ("cpu", False, True)])
+def test_train_on_cpu_rule(monkeypatch, profile_name, cuda, on_cpu):
+    from labkit.profiles import PROFILES
+    from labkit.runtime import compute_device, train_on_cpu
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    assert train_on_cpu(PROFILES[profile_name]) is on_cpu
+    assert train_on_cpu(profile_name) is on_cpu
+    assert compute_device(PROFILES[profile_name]).type == ("cpu" if on_cpu else "cuda")
+
+
+@pytest.mark.parametrize("profile_name", ["smoke", "cpu"])
+def test_trainer_measure_and_results_follow_the_same_rule(monkeypatch, tmp_path, profile_name):
+    """The bug this rule fixes: with CUDA present in smoke, chapter 3 trained on CPU while
+    `measure` read CUDA memory (0 MB). Now the trainer's `use_cpu`, the memory `measure` reads
+    and the device in the results file are one decision."""
+    from labkit.measure import measure
+    from labkit.profiles import PROFILES
+    from labkit.runtime import train_on_cpu
+    from labkit.training import sft_config
+
+    import types
+
+    import trl
+
+    _fake_cuda(monkeypatch)
+    # SFTConfig(use_cpu=False) would set up the (fake) GPU: record its arguments instead
+    monkeypatch.setattr(trl, "SFTConfig", lambda **kwargs: types.SimpleNamespace(**kwargs))
+    monkeypatch.setenv("LABKIT_PROFILE", profile_name)
+    profile = PROFILES[profile_name]
+    on_cpu = train_on_cpu(profile)
+    assert on_cpu is (profile_name == "cpu")
+    args = sft_config(profile, output_dir=tmp_path, learning_rate=1e-3, max_length=64)
+    assert args.use_cpu is on_cpu
+    with measure("block") as m:  # no device given: the profile's rule
+        pass
+    assert m.memory_kind == ("cpu_rss" if on_cpu else "cuda_max_allocated")
+    if not on_cpu:
+        assert m.peak_memory_mb == pytest.approx(123.0)
+    assert environment(profile)["device"] == ("cpu" if on_cpu else "cuda")
+
+
+def test_pretraining_uses_the_rule(monkeypatch):
+    import inspect
+
+    import labkit.pretrain as pretrain
+
+    assert "use_cpu=train_on_cpu()" in inspect.getsource(pretrain.pretrain)
+    assert "cuda.is_available" not in inspect.getsource(pretrain.pretrain)
+
+
+def test_banner_warns_in_smoke_only(capsys):
+    from labkit.profiles import PROFILES
+    from labkit.runtime import banner
+
+    banner(PROFILES["smoke"])
+    assert "not a lesson" in capsys.readouterr().out
+    banner(PROFILES["cpu"])
+    out = capsys.readouterr().out
+    assert "not a lesson" not in out and "profile: cpu" in out

@@ -172,7 +172,8 @@ def generate(out: Path, seed: int = SEED) -> list[Path]:
 DESCRIPTIONS = {
     "general": ("`kind`, `text`", "pretraining corpus: stories, encyclopedia entries (each fact in several "
                 "paraphrases), dialogues, header-less lists of input -> output examples, addition "
-                "(1-2 digit sums answered directly or digit by digit, 3-digit sums always digit by digit), "
+                "(sums of 1-3 digits answered directly or digit by digit; each 3-digit sum in one format only, "
+                "half the sums each way), "
                 f"and {SPRINKLE_DOCS} documents per domain ({SPRINKLE_SHARE} of the corpus each: the domain "
                 "words are not unseen tokens)", "0"),
     "finance_corpus": ("`text`", "unlabeled quarterly reports (revenue, EBITDA, dividends, guidance)", "3, 7"),
@@ -208,4 +209,44 @@ def write_data_card(out: Path, files: list[Path], seed: int) -> None:
         counts = ", ".join(f"{f.stem}: {sum(1 for _ in open(f, encoding='utf-8')):,}"
                            for f in files if f.parent.name == name)
         lines.append(f"| `{name}/` | {fields} | {what} | {chapters} | {counts} |")
+    lines += ["", DIAGNOSIS.strip()]
     (out / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+# Why the healthcare task was unlearnable in LabWorld v1, and what fixed it (issue 9). Measured on
+# the v1 base model (commit d7fd7fd) with tools/domain_task_probe.py and tools/domain_task_curve.py.
+DIAGNOSIS = f"""
+## Diagnosis: why the v1 healthcare task could not be learned, and the fix
+
+In v1, a LoRA adapter reached 0.975 exact match on legal but 0.015 on healthcare, and full
+fine-tuning only 0.04. Measured on the v1 base model (commit d7fd7fd):
+
+| probe | result |
+|---|---|
+| tokens per drug name (v1 tokenizer, trained on general + domain corpora) | 1 for all 12 drugs; company names take 2 familiar tokens |
+| times each drug name occurs in the pretraining corpus | 1-7 (the {SPRINKLE_DOCS}-document sprinkle): the model never learned these tokens |
+| full fine-tuning on healthcare (lr 1e-3, batch 8), exact match at 150 steps | 0.04 (the 300- and 1,000-step points of this curve were not measured: the run was stopped to free the machine for the v2 retrain) |
+| same, distractor sentence removed | 0.09 / 0.07: the distractor is not the cause |
+| same, the 12 drug names replaced by 12 company names the base knows | 0.28 / 0.98: the names are the cause |
+| plain copy probe ("Started on X ... Question: Which drug ...? Answer:") | 0/12 drugs and 0/12 companies: the base answers every `Question:` with an addition working, so the probe measures the format, not copying |
+
+A drug name was a single token that pretraining had met a handful of times, so its embedding
+stayed close to its random initialisation and no copying circuit could carry it; in the legal
+task the party names are familiar tokens. **Fix (v2):** the tokenizer learns from the general
+corpus only, like the model, so drug names split into 3-7 familiar pieces (as a real tokenizer
+splits rare jargon); and {general.INVENTED_NAME_SHARE:.0%} of stories name their hero with an invented name
+("Vorlinka") that recurs in the story, so the base learns to copy a never-seen name piece by piece.
+Domain text stays unfamiliar (the jargon is still rare in the general corpus) and the distractor
+stays in every document. `tests/test_labworld.py` fails if either property is lost.
+
+Measured on the v2 base (the shipped `labworld-base`), the same full fine-tuning recipe (lr 1e-3,
+batch 8, 100 test items; `python tools/domain_task_curve.py DOMAIN orig 1e-3 150 300`):
+
+| task | exact match after 150 steps | after 300 steps |
+|---|---|---|
+| finance | 0.97 | 1.00 |
+| healthcare | 0.05 | 0.95 |
+
+Healthcare is learnable now but learned late: the copy of a 3-7-piece drug name clicks between
+150 and 300 steps. Chapters that train on it need that budget.
+"""

@@ -8,6 +8,7 @@ something to teach.
 from __future__ import annotations
 
 import random
+import zlib
 
 from .world import (ADJECTIVES, CATEGORY_OF, COLORS, COMPARATIVES, NOUN_CATEGORIES, NOUNS,
                     OPPOSITES, World, article, plural)
@@ -22,8 +23,24 @@ def _pick_name(rng: random.Random, world: World) -> tuple[str, str, str]:
     return first, person.pronoun, ("her" if person.pronoun == "she" else "his")
 
 
+SYLLABLES = ["ka", "zu", "mo", "ri", "ta", "lin", "vor", "pel", "ix", "ra", "no", "be", "sha", "dri",
+             "qua", "tor", "mi", "fen", "gal", "os", "ur", "bek", "tri", "lo"]
+
+
+def invented_name(rng: random.Random) -> str:
+    """A name no list holds ("Vorlinka"): stories that use one teach the model to copy a name it
+    has never seen, piece by piece, from earlier in the text — the skill an extraction task on
+    unfamiliar jargon needs (see the diagnosis in the data card)."""
+    return "".join(rng.choice(SYLLABLES) for _ in range(rng.randint(2, 4))).capitalize()
+
+
+INVENTED_NAME_SHARE = 0.3  # of stories whose hero has an invented name
+
+
 def story(rng: random.Random, world: World) -> str:
     name, pron, pos = _pick_name(rng, world)
+    if rng.random() < INVENTED_NAME_SHARE:
+        name = invented_name(rng)
     friend, _, _ = _pick_name(rng, world)
     kind = rng.choice(KINDS)
     city = rng.choice(list(world.city_country))
@@ -230,16 +247,26 @@ def addition_steps(a: int, b: int) -> str:
     return "\n".join(steps) + f"\nThe answer is {a + b}."
 
 
+def worked_format(a: int, b: int) -> bool:
+    """Whether the corpus shows the sum a + b worked digit by digit (True) or answered at once
+    (False). A fixed hash of the pair, not of the sum, so every 3-digit sum has one format and
+    the two formats cover disjoint, equally likely sets of sums (no parity or size cue)."""
+    return zlib.crc32(f"{a}+{b}".encode()) % 2 == 0
+
+
 def addition_doc(rng: random.Random, held_pairs: set[tuple[int, int]]) -> str:
-    """Like a school book: small sums (1-2 digits) are answered either way, large sums
-    (3 digits) are always worked digit by digit — so a direct 3-digit answer was never shown."""
+    """Like a school book, sums of every size are answered either at once or digit by digit.
+    For 3-digit sums the format is fixed per pair (`worked_format`): half the pairs are only
+    ever answered directly, the other half only ever worked — so chapter 1 compares two formats
+    the model has seen equally often, and a gap comes from the intermediate tokens."""
     while True:
         digits = rng.choice([1, 2, 2, 3, 3, 3, 3])
         a = rng.randint(10 ** (digits - 1) if digits > 1 else 0, 10 ** digits - 1)
         b = rng.randint(0, 999 if digits == 3 else 10 ** digits - 1)
         if (a, b) not in held_pairs:
             break
-    if digits == 3 or rng.random() < 0.5:
+    worked = worked_format(a, b) if digits == 3 else rng.random() < 0.5
+    if worked:
         return addition_question(a, b) + COT_CUE + "\n" + addition_steps(a, b)
     return addition_question(a, b) + DIRECT_CUE + f" {a + b}."
 

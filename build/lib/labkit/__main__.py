@@ -1,0 +1,119 @@
+"""Command line: `python -m labkit data | pretrain | evaluate | student | grade`.
+
+  python -m labkit data                  regenerate data/labworld/ (seconds)
+  python -m labkit pretrain --minutes 40 pretrain the embedded base model into data/models/labworld-base
+  python -m labkit evaluate              re-evaluate it and compare with its model card
+  python -m labkit student [OUT_DIR]     student editions of notebooks/ (default _build/student/)
+  python -m labkit grade SUBMISSIONS --profile smoke --out REPORT_DIR
+                                         run submitted notebooks, report every exercise
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m labkit", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("data", help="regenerate the LabWorld data files")
+    pre = sub.add_parser("pretrain", help="pretrain the embedded base model")
+    pre.add_argument("--minutes", type=float, default=40.0, help="wall-clock training budget (default 40)")
+    pre.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    pre.add_argument("--out", type=Path, default=None, help="output folder (default data/models/labworld-base)")
+    ev = sub.add_parser("evaluate", help="re-evaluate the embedded model against its model card")
+    ev.add_argument("--model", default=None)
+    ev.add_argument("--tolerance", type=float, default=1e-3)
+    st = sub.add_parser("student", help="write student editions of the notebooks (answers stubbed)")
+    st.add_argument("out", nargs="?", type=Path, default=None,
+                    help="output folder (default: _build/student/ in the lab folder)")
+    st.add_argument("--notebooks", type=Path, default=None,
+                    help="instructor notebooks (default: notebooks/ in the lab folder)")
+    gr = sub.add_parser("grade", help="grade a folder of submitted notebooks, exercise by exercise")
+    gr.add_argument("submissions", type=Path,
+                    help="folder of notebooks: SUBMISSIONS/<student>/*.ipynb (or *.ipynb directly)")
+    gr.add_argument("--profile", default="smoke", help="LABKIT_PROFILE to run them in (default smoke)")
+    gr.add_argument("--out", type=Path, default=Path("grading-report"),
+                    help="report folder: junit.xml, summary.csv, summary.md, executed/ (default grading-report)")
+    gr.add_argument("--timeout", type=int, default=900, help="seconds per cell before it is interrupted")
+    gr.add_argument("--lab-root", default=None,
+                    help="the lab folder holding data/ (default: $LABKIT_ROOT, else the installed lab's folder)")
+    gr.add_argument("--reference", default=None,
+                    help="instructor notebooks whose check cells are used (default: <lab root>/notebooks; "
+                         "'' keeps the submitted checks)")
+    gr.add_argument("--kernel", default="python3", help="Jupyter kernel to run them with")
+    args = parser.parse_args(argv)
+
+    if args.command in ("student", "grade"):
+        return _grading_command(args)
+
+    from .paths import DATA_DIR, MODELS_DIR
+
+    if args.command == "data":
+        from .labworld.build import generate
+
+        files = generate(DATA_DIR / "labworld")
+        print(f"wrote {len(files)} files under {DATA_DIR / 'labworld'}")
+        return 0
+    if args.command == "pretrain":
+        from .evaluate import base_model_report
+        from .model import load_model
+        from .pretrain import PretrainConfig, pretrain, write_model_card
+
+        out = args.out or MODELS_DIR / "labworld-base"
+        log = pretrain(out, PretrainConfig(minutes=args.minutes, threads=args.threads))
+        model, tokenizer = load_model(str(out))
+        report = base_model_report(model, tokenizer)
+        write_model_card(out, log, report)
+        print(json.dumps(report, indent=1))
+        return 0
+    from .evaluate import base_model_report
+    from .model import load_model
+
+    model, tokenizer = load_model(args.model)
+    path = Path(args.model) if args.model else MODELS_DIR / "labworld-base"
+    card = json.loads((path / "eval.json").read_text())
+    report = base_model_report(model, tokenizer)
+    worst = 0.0
+    for key, value in sorted(report.items()):
+        diff = abs(value - card.get(key, float("nan")))
+        worst = max(worst, diff) if diff == diff else float("inf")
+        print(f"{key:24s} card {card.get(key, float('nan')):9.4f}  now {value:9.4f}")
+    ok = worst <= args.tolerance
+    print("matches the model card" if ok else f"DIFFERS from the model card (max difference {worst:.4g})")
+    return 0 if ok else 1
+
+
+def _grading_command(args) -> int:
+    from .grading import GradingError, grade, make_student_editions
+    from .paths import ROOT
+
+    try:
+        if args.command == "student":
+            out = args.out or ROOT / "_build" / "student"
+            written = make_student_editions(args.notebooks or ROOT / "notebooks", out)
+            print(f"wrote {len(written)} student notebooks to {out}")
+            return 0
+        from .profiles import get_profile
+
+        try:
+            profile = get_profile(args.profile).name  # an unknown profile fails here, before any run
+        except ValueError as e:
+            raise GradingError(str(e)) from None
+        runs = grade(args.submissions, args.out, profile=profile, timeout=args.timeout,
+                     root=args.lab_root, reference=args.reference, kernel=args.kernel)
+    except GradingError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    outcomes = [o for r in runs for o in r.outcomes]
+    passed = sum(o.passed for o in outcomes)
+    print(f"{len(runs)} notebooks, {len(outcomes)} exercises: {passed} pass, {len(outcomes) - passed} fail; "
+          f"report in {args.out}/summary.md (also summary.csv, junit.xml)")
+    return 0 if passed == len(outcomes) and not any(r.other_errors for r in runs) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""LabWorld: the lab's own generated miniature world (chapter 0)."""

@@ -1,0 +1,211 @@
+"""Write every LabWorld file under data/labworld/ from one seed (`python -m labkit data`).
+
+Each evaluated item (a prompt, an instruction, a held-out word or sum) lives in exactly one
+split; `tests/test_labworld.py` checks that, and that regeneration is byte-for-byte identical.
+"""
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable
+from pathlib import Path
+
+from . import domains, general, instructions, tasks
+from .world import ADJECTIVES, NOUNS, World, build_world
+
+SEED = 1234
+GENERAL_DOCS = {"story": 30000, "encyclopedia": 16000, "dialogue": 12000, "list": 20000, "addition": 36000,
+                # a sprinkle of each domain (a general crawl has a little of everything): enough that
+                # the jargon's tokens are not untrained, far too little to teach the domain
+                "finance": 20, "healthcare": 20, "legal": 20}
+# the sprinkle, as the data card and the model card state it: documents per domain, share of the corpus
+SPRINKLE_DOCS = GENERAL_DOCS["finance"]
+SPRINKLE_SHARE = f"{SPRINKLE_DOCS / sum(GENERAL_DOCS.values()):.2%}"
+GENERAL_VALID_FRACTION = 0.02
+DOMAIN_CORPUS_DOCS = (3000, 200)                 # train, validation
+TASK_SPLITS = (2000, 200, 200)                   # train, validation, test
+INSTRUCTION_TRAIN = 6000
+INSTRUCTION_TEST_PER_FAMILY, INSTRUCTION_VALID_PER_FAMILY = 40, 20
+PREFERENCE_SPLITS = (3000, 200, 300)
+TONE_SPLITS = (1000, 100, 100)
+ICL_EVAL_PER_TASK = 25
+ARITHMETIC_EVAL = 100
+
+
+def held_out_inputs(rng: random.Random) -> dict[str, set[str]]:
+    """Inputs reserved for the in-context-learning evaluation: never in a corpus list."""
+    return {"nouns": set(rng.sample(sorted(NOUNS), 16)),
+            "numbers": {str(n) for n in rng.sample(range(2, 99), 15)},
+            "adjectives": set(rng.sample(ADJECTIVES, 8))}
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8", newline="\n") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def unique_splits(make: Callable[[], dict], key: Callable[[dict], str], sizes: tuple[int, ...],
+                  forbidden: set[str] = frozenset()) -> list[list[dict]]:
+    """Draw examples until each split is full, never repeating a key across or within splits."""
+    seen, splits = set(forbidden), []
+    for size in sizes:
+        rows, tries = [], 0
+        while len(rows) < size:
+            tries += 1
+            if tries > 50 * size + 1000:
+                raise RuntimeError(f"could not draw {size} unique examples (got {len(rows)})")
+            row = make()
+            if key(row) not in seen:
+                seen.add(key(row))
+                rows.append(row)
+        splits.append(rows)
+    return splits
+
+
+def write_splits(out: Path, name: str, splits: list[list[dict]], names=("train", "validation", "test")):
+    for split_name, rows in zip(names, splits):
+        write_jsonl(out / name / f"{split_name}.jsonl", rows)
+
+
+def build_general(out: Path, world: World, rng: random.Random, held: dict[str, set[str]],
+                  held_pairs: set[tuple[int, int]]) -> None:
+    pools = general.input_pools(held)
+    makers = {"story": lambda: general.story(rng, world),
+              "encyclopedia": lambda: general.encyclopedia_entry(rng, world),
+              "dialogue": lambda: general.dialogue(rng, world),
+              "list": lambda: general.task_list(rng, pools),
+              "addition": lambda: general.addition_doc(rng, held_pairs),
+              **{d: (lambda d=d: domains.DOC_MAKERS[d](rng, world)[0]) for d in domains.DOMAINS}}
+    docs = [{"kind": kind, "text": makers[kind]()} for kind, n in GENERAL_DOCS.items() for _ in range(n)]
+    rng.shuffle(docs)
+    n_valid = int(len(docs) * GENERAL_VALID_FRACTION)
+    write_splits(out, "general", [docs[n_valid:], docs[:n_valid]], ("train", "validation"))
+    return {d["text"] for d in docs if d["kind"] in domains.DOMAINS}
+
+
+def build_domains(out: Path, world: World, rng: random.Random, general_docs: set[str]) -> None:
+    """Per domain a labeled task and an unlabeled corpus; no document is in two of them,
+    nor in the general corpus."""
+    for domain in domains.DOMAINS:
+        task = unique_splits(lambda: domains.task_example(domain, rng, world),
+                             lambda r: r["prompt"].split("\nQuestion:")[0], TASK_SPLITS, forbidden=general_docs)
+        write_splits(out, f"{domain}_task", task)
+        task_docs = {r["prompt"].split("\nQuestion:")[0] for split in task for r in split}
+        corpus = unique_splits(lambda: {"text": domains.DOC_MAKERS[domain](rng, world)[0]},
+                               lambda r: r["text"], DOMAIN_CORPUS_DOCS, forbidden=task_docs | general_docs)
+        write_splits(out, f"{domain}_corpus", corpus, ("train", "validation"))
+
+
+def build_instructions(out: Path, world: World, rng: random.Random) -> None:
+    """Per family: distinct instructions split test / validation / train. Held-out families go
+    to test only. Training rows are drawn family by family, so small families (8 capitals)
+    are not drowned out by large ones (every pair of 2-digit numbers)."""
+    train_pools, valid, test = {}, [], []
+    for family in instructions.FAMILIES:
+        items = {}
+        for _ in range(2000):
+            row = instructions.instruction_example(rng, world, family)
+            items.setdefault(row["messages"][0]["content"], row)
+        items = list(items.values())
+        if family in instructions.HELD_OUT_FAMILIES:
+            test += items[:INSTRUCTION_TEST_PER_FAMILY]
+            continue
+        n_test = min(INSTRUCTION_TEST_PER_FAMILY, len(items) // 4)
+        n_valid = min(INSTRUCTION_VALID_PER_FAMILY, len(items) // 8)
+        test += items[:n_test]
+        valid += items[n_test:n_test + n_valid]
+        train_pools[family] = items[n_test + n_valid:]
+    families = sorted(train_pools)
+    train = [rng.choice(train_pools[rng.choice(families)]) for _ in range(INSTRUCTION_TRAIN)]
+    write_splits(out, "instructions", [train, valid, test])
+
+
+def build_eval_suites(out: Path, rng: random.Random, held: dict[str, set[str]],
+                      held_pairs: list[tuple[int, int]]) -> None:
+    """`icl.jsonl`: inputs the corpus lists use, under instructions and example sets the corpus
+    never has — the model must infer *which* task from the examples. `icl_novel.jsonl`: inputs
+    no corpus list has — the task must also be applied to a word never seen in that role."""
+    pools = general.input_pools(held)
+    seen, novel = [], []
+    for task, (pool_name, fn) in sorted(general.LIST_TASKS.items()):
+        for rows, queries in [(seen, sorted(pools[pool_name])), (novel, sorted(held[pool_name]))]:
+            for x in rng.sample(queries, min(ICL_EVAL_PER_TASK, len(queries))):
+                demos = [[d, fn(d)] for d in rng.sample([p for p in pools[pool_name] if p != x], 5)]
+                rows.append({"task": task, "input": x, "output": fn(x), "demos": demos})
+    write_jsonl(out / "eval" / "icl.jsonl", seen)
+    write_jsonl(out / "eval" / "icl_novel.jsonl", novel)
+    write_jsonl(out / "eval" / "addition.jsonl", [{"a": a, "b": b, "sum": a + b} for a, b in held_pairs])
+
+
+def generate(out: Path, seed: int = SEED) -> list[Path]:
+    """Build the whole of LabWorld under `out`. Returns the files written."""
+    world = build_world(seed)
+    rng = random.Random(seed)
+    held = held_out_inputs(rng)
+    held_pairs = sorted({(rng.randint(100, 999), rng.randint(100, 999)) for _ in range(ARITHMETIC_EVAL * 2)})
+    held_pairs = rng.sample(held_pairs, ARITHMETIC_EVAL)
+    general_domain_docs = build_general(out, world, random.Random(seed + 1), held, set(held_pairs))
+    build_domains(out, world, random.Random(seed + 2), general_domain_docs)
+    build_instructions(out, world, random.Random(seed + 3))
+    prng = random.Random(seed + 4)
+    write_splits(out, "preferences", unique_splits(lambda: instructions.preference_example(prng, world),
+                                                   lambda r: r["prompt"][0]["content"] + r["axis"],
+                                                   PREFERENCE_SPLITS))
+    trng = random.Random(seed + 5)
+    write_splits(out, "tone", unique_splits(lambda: tasks.tone_example(trng, world), lambda r: r["prompt"],
+                                            TONE_SPLITS))
+    arng = random.Random(seed + 6)
+    lexicon = tasks.zorbic_lexicon(seed)
+    adapter_makers = {"sentiment": lambda: tasks.sentiment_example(arng, world),
+                      "entities": lambda: tasks.entities_example(arng, world),
+                      "translation": lambda: tasks.translation_example(arng, lexicon)}
+    for name, make in adapter_makers.items():
+        write_splits(out, name, unique_splits(make, lambda r: r["prompt"], TASK_SPLITS))
+    build_eval_suites(out, random.Random(seed + 7), held, held_pairs)
+    files = sorted(out.rglob("*.jsonl"))
+    write_data_card(out, files, seed)
+    return files
+
+
+DESCRIPTIONS = {
+    "general": ("`kind`, `text`", "pretraining corpus: stories, encyclopedia entries (each fact in several "
+                "paraphrases), dialogues, header-less lists of input -> output examples, addition "
+                "(1-2 digit sums answered directly or digit by digit, 3-digit sums always digit by digit), "
+                f"and {SPRINKLE_DOCS} documents per domain ({SPRINKLE_SHARE} of the corpus each: the domain "
+                "words are not unseen tokens)", "0"),
+    "finance_corpus": ("`text`", "unlabeled quarterly reports (revenue, EBITDA, dividends, guidance)", "3, 7"),
+    "healthcare_corpus": ("`text`", "unlabeled clinical notes (symptoms, drugs, doses, vitals)", "3, 7"),
+    "legal_corpus": ("`text`", "unlabeled rulings (plaintiff, defendant, clauses, liability)", "3, 7"),
+    "finance_task": ("`prompt`, `completion`, `answer`", "extract revenue growth (a margin percentage is the distractor)", "3, 7"),
+    "healthcare_task": ("`prompt`, `completion`, `answer`", "extract the prescribed drug and dose (a discontinued drug is the distractor)", "3, 7"),
+    "legal_task": ("`prompt`, `completion`, `answer`", "name the liable party (the other party is the distractor)", "3, 7"),
+    "instructions": ("`family`, `template`, `held_out`, `messages`, `answer`",
+                     f"chat-format instructions, {len(instructions.FAMILIES)} task families x 3 templates; "
+                     f"held-out families: {', '.join(instructions.HELD_OUT_FAMILIES)}", "1, 5"),
+    "preferences": ("`axis`, `answer`, `prompt`, `chosen`, `rejected`",
+                    "pairs differing on one axis (correct, helpful, polite, safe), written by "
+                    "`labkit.labworld.instructions.gold_judge`, which scores any response", "6"),
+    "tone": ("`prompt`, `support`, `pirate`", "one customer message, two reply styles", "2"),
+    "sentiment": ("`prompt`, `completion`, `answer`", "review -> positive/negative (with negation)", "9"),
+    "entities": ("`prompt`, `completion`, `answer`", "sentence -> PERSON / COMPANY / CITY spans", "9"),
+    "translation": ("`prompt`, `completion`, `answer`", "English -> Zorbic, a made-up language (word order changes)", "9"),
+    "eval": ("`task`, `input`, `output`, `demos` / `a`, `b`, `sum`",
+             "held-out evaluation items: `icl.jsonl` (8 list tasks, instructions and example sets never in the "
+             "corpus), `icl_novel.jsonl` (the same tasks on inputs never in a corpus list) and "
+             "`addition.jsonl` (3-digit sums never in the corpus)", "0, 1"),
+}
+
+
+def write_data_card(out: Path, files: list[Path], seed: int) -> None:
+    lines = ["# LabWorld data card", "",
+             f"Generated by `python -m labkit data` (seed {seed}); regenerating reproduces every file byte for "
+             "byte (`tests/test_labworld.py`). Do not edit by hand.", "",
+             "Each evaluated item (prompt, instruction, held-out input or sum) is in exactly one split.", "",
+             "| dataset | fields | what it is for | chapters | split: rows |", "|---|---|---|---|---|"]
+    for name, (fields, what, chapters) in DESCRIPTIONS.items():
+        counts = ", ".join(f"{f.stem}: {sum(1 for _ in open(f, encoding='utf-8')):,}"
+                           for f in files if f.parent.name == name)
+        lines.append(f"| `{name}/` | {fields} | {what} | {chapters} | {counts} |")
+    (out / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -1,0 +1,105 @@
+"""Chapter 4's measurement helpers: per-document NLL, perplexity differences and forgetting
+compared at matched accuracy; chapter 5's chat replies with their end-of-turn flag."""
+import math
+
+import numpy as np
+import pytest
+
+from labkit.evaluate import chat_replies, document_nll, end_of_turn_id, perplexity
+from labkit.model import load_model
+from labkit.stats import forgetting_at_matched_accuracy, frontier_at, perplexity_difference
+from labkit.tokenizer import IM_END
+
+TEXTS = ["Once upon a time, a fox lived by the river.", "The capital of Kesh is Fennick.",
+         "A short one.", "Mira Dale works as a baker in Grove Hill. She bakes bread every day."]
+
+
+def test_document_nll_adds_up_to_the_perplexity():
+    model, tokenizer = load_model()
+    nll, tokens = document_nll(model, tokenizer, TEXTS, batch_size=3)  # batches of unequal length
+    assert len(nll) == len(tokens) == len(TEXTS)
+    assert tokens == [len(tokenizer(t)["input_ids"]) - 1 for t in TEXTS]  # padding is not scored
+    assert math.exp(sum(nll) / sum(tokens)) == pytest.approx(perplexity(model, tokenizer, TEXTS), rel=1e-5)
+    alone, _ = document_nll(model, tokenizer, TEXTS[2:3])
+    assert alone[0] == pytest.approx(nll[2], rel=1e-4)  # a document's score does not depend on its batch
+
+
+def test_perplexity_difference_is_paired_over_documents():
+    tokens = [10.0] * 50
+    base = [20.0] * 50
+    worse = [25.0] * 50  # every document 0.5 nats/token worse
+    est = perplexity_difference(worse, base, tokens)
+    assert est["measured"] == pytest.approx(math.exp(2.5) - math.exp(2.0))
+    assert est["interval"][0] == pytest.approx(est["measured"]) and est["n"] == 50
+    noisy = [20.0 + (3.0 if i % 2 else -3.0) for i in range(50)]  # no rise on average
+    assert perplexity_difference(noisy, base, tokens)["interval"][0] < 0 < perplexity_difference(
+        noisy, base, tokens)["interval"][1]
+    with pytest.raises(ValueError, match="same documents"):
+        perplexity_difference([1.0], [1.0, 2.0], [1.0])
+
+
+def test_frontier_keeps_the_best_points_and_interpolates_between_them():
+    # (accuracy, forgetting): (0.5, 3.0) is beaten by (0.6, 1.0) and must be ignored.
+    x, y = [0.2, 0.5, 0.6, 1.0, 1.0], [0.0, 3.0, 1.0, 5.0, 2.0]
+    assert frontier_at(x, y, 0.6) == pytest.approx(1.0)
+    assert frontier_at(x, y, 0.8) == pytest.approx(1.5)   # halfway from (0.6, 1) to (1.0, 2)
+    assert frontier_at(x, y, 1.0) == pytest.approx(2.0)   # the better of the two runs at 1.0
+    assert frontier_at(x, y, 0.4) == pytest.approx(0.5)   # halfway from (0.2, 0) to (0.6, 1)
+    assert frontier_at(x, y, 0.1) == 0.0 and frontier_at(x, y, 1.5) == 2.0  # flat beyond the ends
+
+
+def test_forgetting_at_matched_accuracy_finds_the_method_that_forgets_more():
+    rng = np.random.default_rng(0)
+    items, docs = 200, 100
+    tokens = rng.integers(20, 60, docs).astype(float)
+    base_nll = tokens * 0.5
+    correct = lambda p: (rng.random(items) < p).astype(float)  # noqa: E731
+
+    def nll(rise_per_token):
+        return base_nll + tokens * rise_per_token + rng.normal(0, 0.5, docs)
+
+    # Method A forgets twice as much as B for the same accuracy.
+    accs = [0.3, 0.6, 0.9]
+    a_correct, b_correct = [correct(p) for p in accs], [correct(p) for p in accs]
+    a_nll, b_nll = [nll(0.2 * p) for p in accs], [nll(0.1 * p) for p in accs]
+    est = forgetting_at_matched_accuracy(a_correct, a_nll, b_correct, b_nll, base_nll, tokens, level=0.6,
+                                         n_resamples=300)
+    assert est["measured"] > 0 and est["interval"][0] > 0 and est["n"] == docs
+    same = forgetting_at_matched_accuracy(a_correct, a_nll, a_correct, a_nll, base_nll, tokens, level=0.6,
+                                          n_resamples=50)
+    assert same["measured"] == 0 and same["interval"] == [0.0, 0.0]
+    swapped = forgetting_at_matched_accuracy(b_correct, b_nll, a_correct, a_nll, base_nll, tokens, level=0.6,
+                                             base_correct=correct(0.0), n_resamples=300)
+    assert swapped["interval"][1] < 0
+    with pytest.raises(ValueError, match="same test items"):
+        forgetting_at_matched_accuracy(a_correct, a_nll, [c[:10] for c in b_correct], b_nll, base_nll, tokens, 0.6)
+
+
+def test_chat_replies_report_whether_the_model_ended_its_turn():
+    model, tokenizer = load_model()
+    assert end_of_turn_id(tokenizer) == tokenizer.convert_tokens_to_ids(IM_END)
+    replies = chat_replies(model, tokenizer, ["What is the capital of Kesh?", "Add 2 and 3."], max_new_tokens=1)
+    assert all(isinstance(text, str) for text, _ in replies)
+    # One new token that is not the end of turn cannot have ended the turn; force one that is.
+    eot = end_of_turn_id(tokenizer)
+    with torch_bias(model, eot):
+        assert all(ended and text == "" for text, ended in chat_replies(model, tokenizer, ["hi"], max_new_tokens=3))
+    with torch_bias(model, tokenizer.convert_tokens_to_ids("a") if "a" in tokenizer.get_vocab() else 100):
+        assert not any(ended for _, ended in chat_replies(model, tokenizer, ["hi"], max_new_tokens=3))
+
+
+class torch_bias:
+    """Make the model always predict `token_id`: a forward hook adds a large logit to it."""
+
+    def __init__(self, model, token_id):
+        self.model, self.token_id = model, token_id
+
+    def _hook(self, module, args, output):
+        output[..., self.token_id] += 1e4
+        return output
+
+    def __enter__(self):
+        self.handle = self.model.get_output_embeddings().register_forward_hook(self._hook)
+
+    def __exit__(self, *exc):
+        self.handle.remove()
