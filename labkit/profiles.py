@@ -41,7 +41,6 @@ class Profile:
     real_eval_examples: int = 40               # word problems / entity sentences scored per strategy
     real_train_steps: int = 30                 # LoRA steps
     real_batch_size: int = 4
-    real_max_length: int = 128                 # tokens per training example (chat template included)
     real_max_new_tokens: int = 48              # longest reply (step-by-step answers)
     real_lora_lr: float = 2e-3
     real_chapter_minutes: float = 10.0         # the chapter's time budget (a measured claim)
@@ -53,12 +52,12 @@ PROFILES: dict[str, Profile] = {
                      pretrain_minutes=0.1,  # 0.1 min = 6 s
                      pretrain_demo_minutes=0.1, pretrain_demo_docs=300, eval_limit=8, shots=(0, 3),
                      virtual_tokens=4, virtual_token_sweep=(4,), lora_ranks=(4,),
-                     real_eval_examples=4, real_train_steps=2, real_batch_size=2, real_max_length=64,
+                     real_eval_examples=4, real_train_steps=2, real_batch_size=2,
                      real_max_new_tokens=8, real_chapter_minutes=3.0),
     "cpu": Profile("cpu"),
     "gpu": Profile("gpu", train_steps=1000, batch_size=32, eval_examples=1000, max_new_tokens=64,
                    virtual_token_sweep=(1, 4, 16, 64), lora_ranks=(1, 4, 16, 64),
-                   real_eval_examples=200, real_train_steps=300, real_batch_size=16, real_max_length=256,
+                   real_eval_examples=200, real_train_steps=300, real_batch_size=16,
                    real_max_new_tokens=128, real_lora_lr=5e-4),
 }
 
