@@ -76,7 +76,6 @@ class Profile:
     real_eval_examples: int = 40               # word problems / entity sentences scored per strategy
     real_train_steps: int = 30                 # LoRA steps
     real_batch_size: int = 4
-    real_max_length: int = 128                 # tokens per training example (chat template included)
     real_max_new_tokens: int = 48              # longest reply (step-by-step answers)
     real_lora_lr: float = 2e-3
     real_chapter_minutes: float = 10.0         # the chapter's time budget (a measured claim)
@@ -93,14 +92,14 @@ PROFILES: dict[str, Profile] = {
                      rl_generations=2, rl_max_completion=8, hack_steps=4, dpo_steps=2, judge_prompts=16,
                      probe_prompts=4, probe_every=2,
                      sweep_steps=2, curve_points=2, curve_examples=8, sft_steps=4, family_counts=(2,),
-                     real_eval_examples=4, real_train_steps=2, real_batch_size=2, real_max_length=64,
+                     real_eval_examples=4, real_train_steps=2, real_batch_size=2,
                      real_max_new_tokens=8, real_chapter_minutes=3.0),
     "cpu": Profile("cpu"),
     "gpu": Profile("gpu", train_steps=1000, batch_size=32, eval_examples=1000,
                    virtual_token_sweep=(1, 4, 16, 64), lora_ranks=(1, 4, 16, 64),
                    dapt_steps=2000, dapt_label_sizes=(32, 128, 512, 2000), dapt_ft_steps=300,
                    distill_steps=1000, sweep_steps=300, curve_points=8, curve_examples=500, sft_steps=1000,
-                   real_eval_examples=200, real_train_steps=300, real_batch_size=16, real_max_length=256,
+                   real_eval_examples=200, real_train_steps=300, real_batch_size=16,
                    real_max_new_tokens=128, real_lora_lr=5e-4),
 }
 
