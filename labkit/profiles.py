@@ -69,6 +69,7 @@ class Profile:
     curve_points: int = 4          # evaluations during chapter 4's main run (the forgetting curve)
     curve_examples: int = 100      # items / documents per evaluation on that curve
     mix_general: float = 0.5       # share of general text mixed into the data (the mitigation)
+    reply_max_new_tokens: int = 32  # chapter 5: longest chat reply generated
     sft_steps: int = 200           # chapter 5: instruction-tuning steps (each mixture)
     sft_lr: float = 1e-3
     family_counts: tuple[int, ...] = (2, 4)  # mixtures smaller than "all seen families"
@@ -91,7 +92,7 @@ PROFILES: dict[str, Profile] = {
                      rm_steps=4, rm_batch_size=4, rm_pair_sweep=(8,), rl_steps=2, rl_batch_size=4,
                      rl_generations=2, rl_max_completion=8, hack_steps=4, dpo_steps=2, judge_prompts=16,
                      probe_prompts=4, probe_every=2,
-                     sweep_steps=2, curve_points=2, curve_examples=8, sft_steps=4, family_counts=(2,),
+                     sweep_steps=2, curve_points=2, curve_examples=8, sft_steps=4, family_counts=(2,), reply_max_new_tokens=8,
                      real_eval_examples=4, real_train_steps=2, real_batch_size=2,
                      real_max_new_tokens=8, real_chapter_minutes=3.0),
     "cpu": Profile("cpu"),
