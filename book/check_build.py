@@ -62,8 +62,27 @@ def profile_name() -> str:
     return get_profile(os.environ.get("LABKIT_PROFILE") or None).name
 
 
-def problems(root: Path, build_dir: Path, results_dir: Path, profile: str) -> dict[Path, list[str]]:
-    """{notebook: [what is missing]} for every notebook of the book that did not run to the end."""
+def _skip_message(cache, nb) -> str | None:
+    """The first output line of a notebook that ran and skipped its own rest with
+    `labkit.runtime.skip_rest_of_notebook` (chapter 10 without its real model), else None."""
+    if "skip_rest_of_notebook(" not in "".join(c.source for c in nb.cells if c.cell_type == "code"):
+        return None
+    try:
+        _, executed = cache.merge_match_into_notebook(nb)
+    except KeyError:
+        return None
+    for cell in executed.cells:
+        for output in cell.get("outputs", []):
+            text = output.get("text", "")
+            if "skipped" in text:
+                return text.strip().splitlines()[0][:160]
+    return None
+
+
+def problems(root: Path, build_dir: Path, results_dir: Path, profile: str,
+             notes: list[str] | None = None) -> dict[Path, list[str]]:
+    """{notebook: [what is missing]} for every notebook of the book that did not run to the end.
+    A chapter that ran and skipped itself (it prints why) needs no results file; `notes` gets a line."""
     import nbformat
     from jupyter_cache import get_cache
 
@@ -72,11 +91,12 @@ def problems(root: Path, build_dir: Path, results_dir: Path, profile: str) -> di
     found: dict[Path, list[str]] = {}
     for path in toc_notebooks(root):
         missing = []
+        nb = nbformat.read(path, as_version=4)
         if cache is None:
             missing.append("never executed (no jupyter cache)")
         else:
             try:
-                cache.match_cache_notebook(nbformat.read(path, as_version=4))
+                cache.match_cache_notebook(nb)
             except KeyError:
                 record = next((r for r in cache.list_project_records() if Path(r.uri) == path.resolve()), None)
                 error = re.sub(r"\x1b\[[0-9;]*m", "", (record.traceback or "") if record else "")
@@ -84,7 +104,11 @@ def problems(root: Path, build_dir: Path, results_dir: Path, profile: str) -> di
                 missing.append("no successful execution of its current code"
                                + (f" (last error: {error[0][:200]})" if error else ""))
         if path.parent.name == "notebooks" and not (results_dir / profile / f"{path.stem}.json").exists():
-            missing.append(f"no results file {results_dir.name}/{profile}/{path.stem}.json")
+            skipped = _skip_message(cache, nb) if cache is not None and not missing else None
+            if skipped and notes is not None:
+                notes.append(f"  {path.relative_to(root)}: ran and skipped itself: {skipped}")
+            elif not skipped:
+                missing.append(f"no results file {results_dir.name}/{profile}/{path.stem}.json")
         if missing:
             found[path] = missing
     return found
@@ -108,10 +132,13 @@ def main(argv: list[str] | None = None) -> int:
     root = args.root.resolve()
     build_dir = args.build_dir or root / "_build"
     results_dir = args.results_dir or root / "results"
-    found = problems(root, build_dir, results_dir, args.profile or profile_name())
+    notes: list[str] = []
+    found = problems(root, build_dir, results_dir, args.profile or profile_name(), notes)
     invalidate(root, build_dir, found)
     if args.before:
         return 0
+    if notes:
+        print("check_build: note\n" + "\n".join(notes))
     if not found:
         print(f"check_build: all {len(toc_notebooks(root))} notebooks of the book executed")
         return 0

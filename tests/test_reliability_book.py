@@ -104,3 +104,26 @@ def test_a_missing_results_file_fails_the_check_even_with_a_cached_run(tmp_path)
     run = subprocess.run([sys.executable, str(CHECK), "--root", str(tmp_path), "--profile", "smoke"],
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stdout
+
+
+def test_a_chapter_that_skipped_itself_needs_no_results_file(tmp_path):
+    """Chapter 10 skips itself (labkit.runtime.skip_rest_of_notebook) when its real model can't be
+    built: it ran without error and says why, so the book is complete without its results."""
+    from jupyter_cache import get_cache
+    from jupyter_cache.base import CacheBundleIn
+
+    _tiny_book(tmp_path)
+    path = tmp_path / "notebooks" / "01_x.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    nb.cells[1].source = "skip_rest_of_notebook('This chapter is skipped: no model')"
+    nbformat.write(nb, path)
+    cache = get_cache(str(tmp_path / "_build" / ".jupyter_cache"))
+    record = cache.add_nb_to_project(str(path))
+    executed = nbformat.read(path, as_version=4)
+    executed.cells[1].outputs = [nbformat.v4.new_output("stream", name="stdout",
+                                                        text="This chapter is skipped: no model\n")]
+    cache.cache_notebook_bundle(CacheBundleIn(executed, record.uri), check_validity=False)
+    run = subprocess.run([sys.executable, str(CHECK), "--root", str(tmp_path), "--profile", "smoke"],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout
+    assert "ran and skipped itself: This chapter is skipped: no model" in run.stdout
