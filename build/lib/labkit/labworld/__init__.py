@@ -1,1 +1,0 @@
-"""LabWorld: the lab's own generated miniature world (chapter 0)."""
