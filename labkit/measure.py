@@ -28,7 +28,6 @@ from typing import Iterator
 
 import psutil
 import torch
-from transformers import TrainerCallback
 
 MB = 2**20
 
@@ -185,24 +184,6 @@ def loss_history(trainer_or_log) -> list[tuple[int, float]]:
     Set `logging_steps=1` for a point per step. Eval losses stay in the log as `eval_loss`."""
     log = getattr(getattr(trainer_or_log, "state", None), "log_history", trainer_or_log)
     return [(int(entry["step"]), float(entry["loss"])) for entry in log if "loss" in entry]
-
-
-class LossHistory(TrainerCallback):
-    """Collects the training loss as (step, loss) pairs from any `transformers.Trainer` or TRL
-    trainer: `Trainer(..., callbacks=[history])`, then `history.losses`. Chapters 0-3 read the
-    same pairs after training with `loss_history(trainer)`; chapters 4-10 still use this callback
-    (one way to do it is the goal: migrating them is open work)."""
-
-    def __init__(self) -> None:
-        self.losses: list[tuple[int, float]] = []
-        self.eval_losses: list[tuple[int, float]] = []
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        logs = logs or {}
-        if "loss" in logs:
-            self.losses.append((state.global_step, float(logs["loss"])))
-        if "eval_loss" in logs:
-            self.eval_losses.append((state.global_step, float(logs["eval_loss"])))
 
 
 def fingerprint(model: torch.nn.Module) -> str:

@@ -21,6 +21,7 @@ class Profile:
     seed: int = 0
     train_steps: int = 150         # optimiser steps per training run
     batch_size: int = 8            # examples per step
+    checkpoints_per_run: int = 4   # sft_config saves this many checkpoints per run (0: none), to resume after a restart
     eval_examples: int = 200       # held-out items scored per evaluation (fewer if a split has fewer)
     pretrain_demo_steps: int = 60      # chapter 0 re-runs the recipe briefly on a corpus slice (~1 min)
     pretrain_demo_docs: int = 20000
@@ -84,7 +85,7 @@ class Profile:
 
 # Presets hold only what differs from the defaults above.
 PROFILES: dict[str, Profile] = {
-    "smoke": Profile("smoke", train_steps=4, batch_size=2, eval_examples=8,
+    "smoke": Profile("smoke", train_steps=4, batch_size=2, eval_examples=8, checkpoints_per_run=0,
                      pretrain_demo_steps=4, pretrain_demo_docs=300, shots=(0, 3),
                      virtual_tokens=4, virtual_token_sweep=(4,), lora_ranks=(4,), latency_repeats=3,
                      dapt_steps=4, dapt_label_sizes=(4, 8), dapt_ft_steps=4, distill_steps=4,

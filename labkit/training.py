@@ -7,11 +7,13 @@
 (steps, batch size, seed), the lab's device rule supplies `use_cpu`, and any keyword overrides
 them. Print it in a notebook to see every argument the trainer receives.
 
-Resuming after an interruption (a kernel restart mid-training): checkpoint with the trainer's
-own arguments and resume from the last complete checkpoint,
+Resuming after an interruption (a kernel restart mid-training): in `cpu` and `gpu`, `sft_config`
+checkpoints `profile.checkpoints_per_run` times per run with the trainer's own arguments
+(`save_strategy="steps"`, `save_steps`, `save_total_limit=1`) into a folder that outlives the kernel,
+and the chapter resumes from the last complete checkpoint,
 
-    args = sft_config(profile, out, save_strategy="steps", save_steps=50, save_total_limit=1)
-    trainer.train(resume_from_checkpoint=resume_checkpoint(out, args))
+    args = sft_config(profile, output_dir=run_dir("03_lora", name, profile))
+    trainer.train(resume_from_checkpoint=resume_checkpoint(args.output_dir, args))
 
 The Trainer restores weights, optimizer, scheduler, RNG states and the data position; the
 final metrics match an uninterrupted run (tests/test_reliability_training.py measures how
@@ -29,11 +31,27 @@ from .profiles import Profile
 from .runtime import train_on_cpu
 
 
+def run_dir(notebook: str, name: str, profile: Profile, model: str | None = None) -> Path:
+    """`ARTIFACTS_DIR/<profile>/runs/<model>/<notebook>/<name>`: a training run's `output_dir`
+    that survives a kernel restart (a temporary folder would not), so that re-running the cell
+    resumes from the run's last checkpoint. `model` defaults to the active model ($LABKIT_MODEL
+    or the embedded one), so another model never resumes this one's checkpoints. `make clean`
+    does not delete it; delete the folder to drop the checkpoints."""
+    from .model import ARTIFACTS_DIR, resolve_model_path
+
+    def safe(text: str) -> str:
+        return re.sub(r"[^A-Za-z0-9._=-]+", "-", text).strip("-.") or "run"
+
+    model = model or Path(resolve_model_path()).name
+    return ARTIFACTS_DIR / profile.name / "runs" / safe(model) / notebook / safe(name)
+
+
 def sft_config(profile: Profile, output_dir: str | Path, **overrides):
     """A `trl.SFTConfig` for one run of `profile` (TRL docs: SFTTrainer / SFTConfig).
 
     Defaults: `max_steps=profile.train_steps`, `per_device_train_batch_size=profile.batch_size`,
-    about 20 loss points per run, no checkpoints, no loggers, fp32 (`bf16=False`: TRL's default
+    about 20 loss points per run, `profile.checkpoints_per_run` evenly spaced checkpoints (only
+    the newest kept; none in `smoke`: see `resume_checkpoint`), no loggers, fp32 (`bf16=False`: TRL's default
     bf16 runs slower on a CPU), no activation checkpointing (it drops a prefix-tuning cache),
     `use_cpu=labkit.runtime.train_on_cpu(profile)` and `seed=profile.seed`. Raises TypeError,
     as SFTConfig does, for an argument it does not know."""
@@ -44,6 +62,12 @@ def sft_config(profile: Profile, output_dir: str | Path, **overrides):
                 logging_steps=max(1, profile.train_steps // 20), save_strategy="no", report_to=[],
                 bf16=False, activation_checkpointing=False, use_cpu=train_on_cpu(profile),
                 seed=profile.seed)
+    if "max_steps" in overrides and "logging_steps" not in overrides:
+        args["logging_steps"] = max(1, overrides["max_steps"] // 20)
+    if profile.checkpoints_per_run > 0:
+        steps = overrides.get("max_steps", profile.train_steps)
+        args.update(save_strategy="steps", save_steps=max(1, steps // profile.checkpoints_per_run),
+                    save_total_limit=1)
     args.update(overrides)
     return SFTConfig(**args)
 

@@ -34,10 +34,11 @@ train = [transform(r) for r in load_rows(f"{domain}_task", "train")]
 test = [transform(r) for r in load_rows(f"{domain}_task", "test")][:100]
 print(train[0]["prompt"], train[0]["completion"])
 model, tok = load_model()
-if variant.startswith("lora"):  # lora (q/v, r=8) or lora-all (all linear layers, r=8)
+if variant.startswith("lora"):  # lora (q/v) or lora-all (all linear layers); LORA_R, LORA_ALPHA env
     from peft import LoraConfig, get_peft_model
-    targets = "all-linear" if variant == "lora-all" else ["q_proj", "v_proj"]
-    model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", r=8, lora_alpha=16, target_modules=targets))
+    targets = {"lora-all": "all-linear", "lora-attn": ["q_proj", "k_proj", "v_proj", "o_proj"]}.get(variant, ["q_proj", "v_proj"])
+    r = int(os.environ.get("LORA_R", 8)); alpha = float(os.environ.get("LORA_ALPHA", 2 * r))
+    model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", r=r, lora_alpha=alpha, target_modules=targets))
 curve = []
 class Eval(TrainerCallback):
     def on_step_end(self, args, state, control, model=None, **kw):
@@ -45,9 +46,9 @@ class Eval(TrainerCallback):
             model.eval(); acc = completion_accuracy(model, tok, test); model.train()
             curve.append((state.global_step, acc)); print("STEP", state.global_step, acc, flush=True)
 cfg = SFTConfig(output_dir=tempfile.mkdtemp(), max_steps=max(checkpoints), per_device_train_batch_size=8,
-                learning_rate=lr, lr_scheduler_type="constant", logging_steps=50, save_strategy="no", report_to=[],
+                learning_rate=lr, lr_scheduler_type=os.environ.get("SCHEDULE", "constant"), logging_steps=50, save_strategy="no", report_to=[],
                 bf16=False, use_cpu=True, max_length=256, disable_tqdm=True, seed=0, activation_checkpointing=False)
 t = time.time()
 SFTTrainer(model=model, args=cfg, train_dataset=Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]} for r in train]),
            processing_class=tok, callbacks=[Eval()]).train()
-print("RESULT", json.dumps({"domain": domain, "variant": variant, "lr": lr, "curve": curve, "s": round(time.time()-t)}))
+print("RESULT", json.dumps({"domain": domain, "variant": variant, "lr": lr, "curve": curve, "r": os.environ.get("LORA_R"), "alpha": os.environ.get("LORA_ALPHA"), "schedule": os.environ.get("SCHEDULE"), "s": round(time.time()-t)}))
