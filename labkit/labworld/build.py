@@ -249,4 +249,26 @@ batch 8, 100 test items; `python tools/domain_task_curve.py DOMAIN orig 1e-3 150
 
 Healthcare is learnable now but learned late: the copy of a 3-7-piece drug name clicks between
 150 and 300 steps. Chapters that train on it need that budget.
+
+LoRA needs more than that, and on more modules (rank 8, `lora_alpha` 16, batch 8, constant
+learning rate, 100 test items; `LORA_R=8 python tools/domain_task_curve.py DOMAIN VARIANT LR STEPS...`
+with VARIANT `lora` = q_proj/v_proj, `lora-attn` = q/k/v/o_proj, `lora-all` = every linear layer):
+
+| LoRA modules | lr | task | exact match at steps |
+|---|---|---|---|
+| q_proj, v_proj | 1e-2 | finance | 0.05 at 150 |
+| q_proj, v_proj | 1e-2 | healthcare | 0.01 at 150, 0.09 at 300 |
+| q_proj, v_proj | 3e-2 | healthcare | 0.00 at 150, 300 and 450 |
+| q, k, v, o_proj | 1e-2 | healthcare | 0.02 at 150, 0.02 at 300, 0.00 at 450 |
+| every linear layer | 6e-3 | finance | 0.03 at 150, 0.03 at 300, 0.00 at 450 |
+| every linear layer | 6e-3 | healthcare | 0.05 at 150, 0.04 at 300, 0.09 at 450 |
+| every linear layer | 3e-3 | legal | 1.00 at 150 |
+| every linear layer | 3e-3 | finance | 0.03 at 150, 0.94 at 300, 1.00 at 450, 1.00 at 600 |
+| every linear layer | 3e-3 | healthcare | 0.06 at 300, 0.35 at 400, 0.84 at 500, 0.93 at 600 |
+| every linear layer | 2e-3 | healthcare | 0.13 at 300, 0.42 at 450, 0.99 at 600 |
+
+Adapting the attention alone does not learn these copy tasks in 450 steps; adapting the MLPs too
+does, at a moderate learning rate (higher rates stall). Chapter 3 therefore trains its domain
+adapters on every projection at lr 3e-3 for 600 steps (`profile.lora_target_modules`,
+`lora_lr`, `lora_steps`).
 """
