@@ -31,8 +31,8 @@ class Profile:
     prompt_lr: float = 3e-2
     prefix_lr: float = 1e-2
     lora_r: int = 8                            # chapter 3 (and chapter 4's LoRA)
-    # every projection: on q/v (or attention) only, the finance and healthcare adapters stay
-    # near 0 after 450 steps (tools/domain_task_curve.py, data/labworld/README.md)
+    # every projection: with q/v or attention-only LoRA the healthcare adapter stayed near 0 after
+    # 450 steps (probes in data/labworld/README.md, made with tools/domain_task_curve.py)
     lora_target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
                                             "down_proj")
     lora_steps: int = 600                      # chapter 3's domain adapters (healthcare learns at 450-600)
