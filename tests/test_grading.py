@@ -235,7 +235,16 @@ WRONG_ANSWERS: dict[tuple[str, int], tuple[str, str]] = {
     ("03_lora", 1): ("((cfg.hidden_size + q_out) + (cfg.hidden_size + v_out))",
                      "(cfg.hidden_size + q_out)"),                                     # one projection
     ("03_lora", 2): ("(lora_cfg.lora_alpha / lora_cfg.r) * B0 @ A0", "B0 @ A0"),       # no alpha / r
+    # in smoke every held-out family scores 0 before and after, so "forgot the baseline" would pass:
+    ("05_instruction_tuning", 2): ("for f in held_out_families}", "for f in held_out_families[:-1]}"),  # a family short
+    ("06_rlhf", 2): ("torch.cat([group[:i], group[i + 1:]]).mean()", "group.mean()"),  # baseline includes itself
+    ("10_real_model", 2): ('{"role": "assistant", "content": str(a)}', '{"role": "user", "content": str(a)}'),  # wrong role
+    ("08_distillation", 2): ("torch.softmax(logits / T, dim=-1)", "torch.softmax(logits * T, dim=-1)"),  # T inverted
 }
+
+# A chapter that starts from another chapter's saved model: the grader runs the prerequisite's
+# instructor edition first, in the same student's work folder (chapter 6 needs chapter 5's SFT policy).
+PREREQUISITES = {"06_rlhf": ["05_instruction_tuning"]}
 
 
 def _wrong_edition(nb, stem: str) -> tuple[nbformat.NotebookNode, list[str]]:
@@ -289,6 +298,9 @@ def test_real_notebook_student_instructor_and_wrong_editions(source, tmp_path):
     subs = tmp_path / "submissions"
     for student in ("instructor-edition", "student-edition", "wrong-answers"):
         (subs / student).mkdir(parents=True)
+    for student in ("instructor-edition", "student-edition", "wrong-answers"):
+        for stem in PREREQUISITES.get(source.stem, []):
+            shutil.copy(NOTEBOOKS / f"{stem}.ipynb", subs / student / f"{stem}.ipynb")
     shutil.copy(source, subs / "instructor-edition" / source.name)
     nbformat.write(grading.student_edition(instructor, source.name), str(subs / "student-edition" / source.name))
     wrong, notes = _wrong_edition(instructor, source.stem)
@@ -310,5 +322,5 @@ def test_real_notebook_student_instructor_and_wrong_editions(source, tmp_path):
             assert all(m.startswith("✗ ") for _, m in rows.values()), rows
         if student == "student-edition":
             assert not any(m.startswith("not run") for _, m in rows.values()), rows
-    run = next(r for r in runs if r.student == "instructor-edition")
+    run = next(r for r in runs if r.student == "instructor-edition" and r.notebook == source.name)
     assert not run.other_errors and run.checks_from == "reference", run.other_errors
