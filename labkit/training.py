@@ -57,15 +57,13 @@ def sft_config(profile: Profile, output_dir: str | Path, **overrides):
     as SFTConfig does, for an argument it does not know."""
     from trl import SFTConfig
 
-    args = dict(output_dir=str(output_dir), max_steps=profile.train_steps,
+    steps = overrides.get("max_steps", profile.train_steps)  # logging and checkpoints follow the budget
+    args = dict(output_dir=str(output_dir), max_steps=steps,
                 per_device_train_batch_size=profile.batch_size,
-                logging_steps=max(1, profile.train_steps // 20), save_strategy="no", report_to=[],
+                logging_steps=max(1, steps // 20), save_strategy="no", report_to=[],
                 bf16=False, activation_checkpointing=False, use_cpu=train_on_cpu(profile),
                 seed=profile.seed)
-    if "max_steps" in overrides and "logging_steps" not in overrides:
-        args["logging_steps"] = max(1, overrides["max_steps"] // 20)
     if profile.checkpoints_per_run > 0:
-        steps = overrides.get("max_steps", profile.train_steps)
         args.update(save_strategy="steps", save_steps=max(1, steps // profile.checkpoints_per_run),
                     save_total_limit=1)
     args.update(overrides)

@@ -298,7 +298,6 @@ def test_real_notebook_student_instructor_and_wrong_editions(source, tmp_path):
     subs = tmp_path / "submissions"
     for student in ("instructor-edition", "student-edition", "wrong-answers"):
         (subs / student).mkdir(parents=True)
-    for student in ("instructor-edition", "student-edition", "wrong-answers"):
         for stem in PREREQUISITES.get(source.stem, []):
             shutil.copy(NOTEBOOKS / f"{stem}.ipynb", subs / student / f"{stem}.ipynb")
     shutil.copy(source, subs / "instructor-edition" / source.name)
