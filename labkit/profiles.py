@@ -35,7 +35,7 @@ class Profile:
     # 450 steps (probes in data/labworld/README.md, made with tools/domain_task_curve.py)
     lora_target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
                                             "down_proj")
-    lora_steps: int = 600                      # chapter 3's domain adapters (healthcare learns at 450-600)
+    lora_steps: int = 300                      # chapter 3's domain adapters (healthcare's copy clicks at 200-300)
     lora_ranks: tuple[int, ...] = (1, 8, 64)   # the rank sweep, at train_steps on chapter 3's legal task
     lora_lr: float = 3e-3
     full_ft_lr: float = 1e-3

@@ -79,6 +79,10 @@ def seed_everything(seed: int) -> None:
     torch.backends.cudnn.deterministic = True
     torch.backends.cudnn.benchmark = False
     torch.use_deterministic_algorithms(True, warn_only=True)
+    # ...without the debugging aid that comes with it: filling every new tensor with NaN before
+    # use. It changes no result of correct code, and cost a quarter of chapter 3's training time
+    # on a CPU (0.24 s a step instead of 0.18; PyTorch docs: torch.utils.deterministic).
+    torch.utils.deterministic.fill_uninitialized_memory = False
 
 
 def quiet() -> None:

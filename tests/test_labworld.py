@@ -1,5 +1,6 @@
 """LabWorld: deterministic, leak-free splits, a judge that ranks the pairs it wrote."""
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -59,11 +60,59 @@ def test_held_out_instruction_families_never_trained_on():
     assert set(instructions.HELD_OUT_FAMILIES) <= {r["family"] for r in test}
 
 
+def _pieces(brief: str) -> list[str]:
+    """A task document's sentences (a "v." may split one in two: both halves are still text of it)."""
+    return re.split(r"(?<=\.) (?=[A-Z])", brief)
+
+
+def _contains_task_doc(text: str, pieces: list[str]) -> bool:
+    return all(piece in text for piece in pieces)
+
+
 def test_domain_task_documents_not_in_domain_corpus():
+    """A task document is a full document with its filler sentences dropped: no corpus document
+    may hold all of its sentences (the full document it was cut from, or another with the same facts)."""
     for domain in ["finance", "healthcare", "legal"]:
-        corpus = {r["text"] for r in rows(LABWORLD_DIR / f"{domain}_corpus" / "train.jsonl")}
-        docs = {r["prompt"].split("\nQuestion:")[0] for r in rows(LABWORLD_DIR / f"{domain}_task" / "test.jsonl")}
-        assert not corpus & docs
+        corpus = [r["text"] for r in rows(LABWORLD_DIR / f"{domain}_corpus" / "train.jsonl")]
+        for r in rows(LABWORLD_DIR / f"{domain}_task" / "test.jsonl"):
+            pieces = _pieces(r["prompt"].split("\nQuestion:")[0])
+            assert not any(_contains_task_doc(text, pieces) for text in corpus), r["prompt"]
+
+
+def test_the_detector_finds_a_task_document_inside_its_full_document():
+    """The leak check above can fail: the full document a brief one was cut from contains it."""
+    import random
+
+    from labkit.labworld.domains import DOC_MAKERS
+
+    world = build_world(build.SEED)
+    for domain, make in DOC_MAKERS.items():
+        document, answer, brief = make(random.Random(0), world)
+        assert _contains_task_doc(document, _pieces(brief)) and answer in brief
+        assert len(brief) < len(document)
+
+
+ANSWER_SENTENCE = {"finance": "year over year", "healthcare": "Started on", "legal": "The court held"}
+DISTRACTOR_SENTENCE = {"finance": "Operating margin", "healthcare": "Previously on",
+                       "legal": r"dismissed|not liable|no liability"}
+FILLERS = {"finance": "guidance|impairment|Capital expenditure|bond yields|covenant|consensus",
+           "healthcare": "History of|Vitals:|Follow-up|Discharged|Contraindications",
+           "legal": "The dispute concerned|Costs were|appealed|tort claim"}
+
+
+def test_task_documents_are_brief_and_keep_the_answer_and_the_distractor():
+    """What made every domain learnable in a few hundred LoRA steps (data card, "Brief task
+    documents"): the filler sentences are gone; the answer and the distractor stay, and the
+    distractor comes first in some documents and after the answer in others."""
+    for domain in ["finance", "healthcare", "legal"]:
+        task = rows(LABWORLD_DIR / f"{domain}_task" / "train.jsonl")
+        docs = [r["prompt"].split("\nQuestion:")[0] for r in task]
+        assert all(r["answer"] in d for r, d in zip(task, docs)), domain
+        assert not any(re.search(FILLERS[domain], d) for d in docs), domain
+        assert max(len(_pieces(d)) for d in docs) <= 4, domain
+        order = [re.search(DISTRACTOR_SENTENCE[domain], d).start() < d.index(ANSWER_SENTENCE[domain])
+                 for d in docs]
+        assert 0.3 < sum(order) / len(order) < 0.7, (domain, sum(order) / len(order))
 
 
 def test_held_out_eval_inputs_never_appear_in_corpus_lists():
@@ -94,9 +143,11 @@ def test_no_domain_document_is_in_two_datasets():
     for domain in ["finance", "healthcare", "legal"]:
         for split in ["train", "validation"]:
             assert not general_docs & {r["text"] for r in rows(LABWORLD_DIR / f"{domain}_corpus" / f"{split}.jsonl")}
+        domain_in_general = [d for d in general_docs if ANSWER_SENTENCE[domain] in d]
         for split in ["train", "validation", "test"]:
-            docs = {r["prompt"].split("\nQuestion:")[0] for r in rows(LABWORLD_DIR / f"{domain}_task" / f"{split}.jsonl")}
-            assert not general_docs & docs
+            for r in rows(LABWORLD_DIR / f"{domain}_task" / f"{split}.jsonl"):
+                pieces = _pieces(r["prompt"].split("\nQuestion:")[0])
+                assert not any(_contains_task_doc(d, pieces) for d in domain_in_general), r["prompt"]
 
 
 def test_addition_steps_are_correct_column_addition():

@@ -162,3 +162,28 @@ def test_a_second_run_is_not_hidden_by_the_first_runs_freed_pages():
     first, second = small_tensors_block(), small_tensors_block()
     assert first >= 150, first
     assert second >= 150, second
+
+
+def test_nested_blocks_each_get_their_own_peak():
+    """The kernel's peak counter is reset when a block starts: an inner block must not see the
+    outer block's earlier peak, and the outer block must still see it (and the inner one's)."""
+    with measure("outer", device="cpu") as outer:
+        x = torch.ones(50_000_000)  # 200 MB, freed before the inner block
+        del x
+        with measure("inner", device="cpu") as inner:
+            y = torch.ones(12_500_000)  # 50 MB
+            del y
+    assert 40 <= inner.peak_memory_mb < 120, inner.peak_memory_mb
+    assert outer.peak_memory_mb >= 180, outer.peak_memory_mb
+
+
+def test_the_sampling_fallback_still_sees_a_transient_peak(monkeypatch):
+    """Where the kernel counter cannot be reset (not Linux), a sampling thread measures."""
+    import labkit.measure as measure_module
+
+    monkeypatch.setattr(measure_module, "_KERNEL_PEAK", False)
+    with measure("sampled", device="cpu") as m:
+        x = torch.ones(50_000_000)
+        del x
+        time.sleep(0.1)
+    assert m.peak_memory_mb >= 180, m.peak_memory_mb

@@ -9,10 +9,12 @@ import json
 import random
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from . import domains, general, instructions, tasks
 from .world import ADJECTIVES, NOUNS, World, build_world
 
+T = TypeVar("T")
 SEED = 1234
 GENERAL_DOCS = {"story": 30000, "encyclopedia": 16000, "dialogue": 12000, "list": 20000, "addition": 36000,
                 # a sprinkle of each domain (a general crawl has a little of everything): enough that
@@ -46,8 +48,8 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
-def unique_splits(make: Callable[[], dict], key: Callable[[dict], str], sizes: tuple[int, ...],
-                  forbidden: set[str] = frozenset()) -> list[list[dict]]:
+def unique_splits(make: Callable[[], T], key: Callable[[T], str], sizes: tuple[int, ...],
+                  forbidden: set[str] = frozenset()) -> list[list[T]]:
     """Draw examples until each split is full, never repeating a key across or within splits."""
     seen, splits = set(forbidden), []
     for size in sizes:
@@ -89,10 +91,16 @@ def build_domains(out: Path, world: World, rng: random.Random, general_docs: set
     """Per domain a labeled task and an unlabeled corpus; no document is in two of them,
     nor in the general corpus."""
     for domain in domains.DOMAINS:
-        task = unique_splits(lambda: domains.task_example(domain, rng, world),
-                             lambda r: r["prompt"].split("\nQuestion:")[0], TASK_SPLITS, forbidden=general_docs)
-        write_splits(out, f"{domain}_task", task)
-        task_docs = {r["prompt"].split("\nQuestion:")[0] for split in task for r in split}
+        # unique by the full document the brief one was cut from: no task item's full document is in
+        # a corpus, and the draws (so the corpora) are the same as with full task documents
+        task = unique_splits(lambda: domains.task_example(domain, rng, world), lambda pair: pair[1],
+                             TASK_SPLITS, forbidden=general_docs)
+        briefs = [row["prompt"] for split in task for row, _ in split]
+        if len(set(briefs)) != len(briefs):
+            raise RuntimeError(f"{domain}_task: two full documents gave the same brief document; "
+                               "keep more sentences in labkit/labworld/domains.py")
+        write_splits(out, f"{domain}_task", [[row for row, _ in split] for split in task])
+        task_docs = {document for split in task for _, document in split}
         corpus = unique_splits(lambda: {"text": domains.DOC_MAKERS[domain](rng, world)[0]},
                                lambda r: r["text"], DOMAIN_CORPUS_DOCS, forbidden=task_docs | general_docs)
         write_splits(out, f"{domain}_corpus", corpus, ("train", "validation"))
@@ -179,9 +187,9 @@ DESCRIPTIONS = {
     "finance_corpus": ("`text`", "unlabeled quarterly reports (revenue, EBITDA, dividends, guidance)", "3, 7"),
     "healthcare_corpus": ("`text`", "unlabeled clinical notes (symptoms, drugs, doses, vitals)", "3, 7"),
     "legal_corpus": ("`text`", "unlabeled rulings (plaintiff, defendant, clauses, liability)", "3, 7"),
-    "finance_task": ("`prompt`, `completion`, `answer`", "extract revenue growth (a margin percentage is the distractor)", "3, 7"),
-    "healthcare_task": ("`prompt`, `completion`, `answer`", "extract the prescribed drug and dose (a discontinued drug is the distractor)", "3, 7"),
-    "legal_task": ("`prompt`, `completion`, `answer`", "name the liable party (the other party is the distractor)", "3, 7"),
+    "finance_task": ("`prompt`, `completion`, `answer`", "extract revenue growth from a brief report (a margin percentage is the distractor)", "3, 7"),
+    "healthcare_task": ("`prompt`, `completion`, `answer`", "extract the prescribed drug and dose from a brief note (a discontinued drug is the distractor)", "3, 7"),
+    "legal_task": ("`prompt`, `completion`, `answer`", "name the liable party in a brief ruling (the other party is the distractor)", "3, 7"),
     "instructions": ("`family`, `template`, `held_out`, `messages`, `answer`",
                      f"chat-format instructions, {len(instructions.FAMILIES)} task families x 3 templates; "
                      f"held-out families: {', '.join(instructions.HELD_OUT_FAMILIES)}", "1, 5"),
@@ -268,7 +276,53 @@ with VARIANT `lora` = q_proj/v_proj, `lora-attn` = q/k/v/o_proj, `lora-all` = ev
 | every linear layer | 2e-3 | healthcare | 0.13 at 300, 0.42 at 450, 0.99 at 600 |
 
 Adapting the attention alone does not learn these copy tasks in 450 steps; adapting the MLPs too
-does, at a moderate learning rate (higher rates stall). Chapter 3 therefore trains its domain
-adapters on every projection at lr 3e-3 for 600 steps (`profile.lora_target_modules`,
-`lora_lr`, `lora_steps`).
+does, at a moderate learning rate (higher rates stall). But with 600 steps per adapter, chapter 3
+took 17 minutes in `cpu`, against its budget of 6. Cheaper recipes, on the same full documents
+(every linear layer, unless the row says otherwise; `BATCH`, `LORAPLUS` and `SEED` are variables of
+the same tool):
+
+| recipe | task | exact match at steps |
+|---|---|---|
+| batch 4, lr 3e-3 | finance | 0.02 at 150, 0.12 at 300, 0.18 at 450 |
+| batch 4, lr 3e-3 | healthcare | 0.04 at 300, 0.07 at 450, 0.13 at 600 |
+| batch 16, lr 3e-3 | finance | 0.02 at 100, 0.20 at 150, 0.97 at 200 |
+| LoRA+ (`peft.optimizers.create_loraplus_optimizer`, B's rate 16x A's), lr 1e-3 | healthcare | 0.02 at 150, 0.57 at 225, 0.77 at 300, 1.00 at 450 |
+| LoRA+, lr 1e-3 | finance | 0.07 at 100, 0.27 at 150, 0.35 at 200, 0.59 at 250 |
+| LoRA+, lr 1e-3 | legal | 0.35 at 50, 0.82 at 75, 0.82 at 100, 1.00 at 150 |
+| LoRA+, lr 2e-3 | healthcare | 0.01 at 100, 0.02 at 150, 0.00 at 200, 0.02 at 250, 0.01 at 300 |
+| LoRA+, lr 3e-4 | healthcare | 0.02 at 150, 0.02 at 225, 0.08 at 300 |
+
+None is cheap enough. What these tasks need is a number of examples, not of steps: a smaller
+batch learns no more per example, a larger one costs as much as more steps (a step's time grows
+with its tokens: about 0.26 s for 8 documents of 186 tokens on 2 threads). LoRA+ speeds up
+healthcare and slows finance.
+
+## Brief task documents (LabWorld v2.1)
+
+The fix was in the documents. Each task now uses the **brief** form of its document: the same
+document without its filler sentences (history, vitals and follow-up; guidance and analysts'
+commentary; the dispute's clause and costs), keeping the answer, the distractor and one more fact
+in their order (`labkit/labworld/domains.py`): about 120 tokens instead of 177. The corpora keep
+the full documents and are byte-identical to v2 (dropping sentences draws nothing from the random
+generator), and no corpus document holds all the sentences of a task document
+(`tests/test_labworld.py`). The same probes on the brief documents (batch 8):
+
+| recipe | task | full documents | brief documents |
+|---|---|---|---|
+| full fine-tuning, lr 1e-3 | finance | 0.97 at 150, 1.00 at 300 | 0.93 at 150, 1.00 at 300 |
+| full fine-tuning, lr 1e-3 | healthcare | 0.05 at 150, 0.95 at 300 | 0.99 at 150, 1.00 at 300 |
+| full fine-tuning, lr 1e-3 | legal | not measured | 0.98 at 150, 1.00 at 300 |
+| LoRA, every linear layer, lr 3e-3 | finance | 0.03 at 150, 0.94 at 300 | 0.05 at 100, 0.07 at 150, 0.70 at 225, 0.87 at 300 |
+| LoRA, every linear layer, lr 3e-3 | healthcare | 0.06 at 300, 0.35 at 400, 0.93 at 600 | 0.24 at 150, 0.88 at 225, 1.00 at 300, 0.84 at 400 |
+| the same, `SEED=1` | healthcare | not measured | 0.98 at 200, 1.00 at 250, 1.00 at 300 |
+| LoRA, every linear layer, lr 3e-3 | legal | 1.00 at 150 | 0.87 at 75, 0.99 at 150, 1.00 at 300 |
+| LoRA, q_proj and v_proj, lr 1e-2 | healthcare | 0.01 at 150, 0.09 at 300 | 0.49 at 150, 0.87 at 300 |
+
+On brief documents every domain is learned in 300 steps by LoRA on every projection (at a
+constant rate the score can still wobble: healthcare 0.84 at 400), and full fine-tuning reaches
+at least 0.9 on each domain within 150 steps. The paper's q_proj/v_proj now learns healthcare
+too, more slowly. Chapter 3 trains each domain adapter on every projection at lr 3e-3 for 300
+steps (`profile.lora_target_modules`, `lora_lr`, `lora_steps`). One probe ran before the brief
+files were written: full fine-tuning on healthcare, on documents cut by the tool's `-brief`
+variant (the same sentences, with a space left before the question).
 """
