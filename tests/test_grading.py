@@ -305,7 +305,9 @@ def test_real_notebook_student_instructor_and_wrong_editions(source, tmp_path):
     wrong, notes = _wrong_edition(instructor, source.stem)
     nbformat.write(wrong, str(subs / "wrong-answers" / source.name))
     out = tmp_path / "report"
-    runs = grading.grade(subs, out, profile="smoke", root=ROOT)
+    # A smoke cell takes seconds. The default cell timeout (900 s) once let a kernel reply that
+    # never came stall this test for 15 minutes before the cell was interrupted; 300 s bounds it.
+    runs = grading.grade(subs, out, profile="smoke", root=ROOT, timeout=300)
     print("\n" + "\n".join(notes))
     print((out / "summary.md").read_text())
     report = _read_report(out)
