@@ -200,7 +200,7 @@ def measure(name: str, tokens: int | None = None,
     else:
         release_freed_memory()
         baseline = psutil.Process().memory_info().rss
-        sampler = _peak_rss_tracker()
+        peak_rss = _peak_rss_tracker()
         m.memory_kind = "cpu_rss"
     start = time.perf_counter()
     try:
@@ -212,7 +212,7 @@ def measure(name: str, tokens: int | None = None,
             m.peak_memory_mb = torch.cuda.max_memory_allocated() / MB
         else:
             m.wall_time_s = time.perf_counter() - start
-            m.peak_memory_mb = max(0, sampler.stop() - baseline) / MB
+            m.peak_memory_mb = max(0, peak_rss.stop() - baseline) / MB
 
 
 def count_params(model: torch.nn.Module) -> tuple[int, int]:

@@ -31,8 +31,8 @@ class Profile:
     prompt_lr: float = 3e-2
     prefix_lr: float = 1e-2
     lora_r: int = 8                            # chapter 3 (and chapter 4's LoRA)
-    # every projection: with q/v or attention-only LoRA the healthcare adapter stayed near 0 after
-    # 450 steps (probes in data/labworld/README.md, made with tools/domain_task_curve.py)
+    # every projection: q/v-only LoRA learns the healthcare task more slowly (and on the full-length
+    # documents of LabWorld v2 not at all); probes in data/labworld/README.md, tools/domain_task_curve.py
     lora_target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
                                             "down_proj")
     lora_steps: int = 300                      # chapter 3's domain adapters (healthcare's copy clicks at 200-300)

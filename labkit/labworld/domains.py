@@ -8,10 +8,9 @@ name is not enough.
 Every document maker returns `(document, answer, brief)`. The corpora use the full document; the
 tasks use `brief`, the same document without its filler sentences (vitals, guidance, costs...):
 the answer, the distractor and one more fact stay, in the same order. The brief documents are
-about 120 tokens instead of 175, and they are learned in fewer steps: LoRA on healthcare reaches
-1.00 exact match after 300 steps on them, 0.06 on the full documents (the data card has the
-probes). Dropping sentences draws nothing from the random generator, so the corpora are the same
-whether or not the tasks are brief.
+about a third shorter and are learned in half the LoRA steps (the data card's "Brief task
+documents" has the token counts and the probes). Dropping sentences draws nothing from the random
+generator, so the corpora are the same whether or not the tasks are brief.
 """
 from __future__ import annotations
 
