@@ -73,6 +73,17 @@ def sft_config(profile: Profile, output_dir: str | Path, **overrides):
 # ---- resuming an interrupted run ----------------------------------------------------------
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 TRAINER_STATE = "trainer_state.json"  # the Trainer writes it last: its presence marks a complete checkpoint
+RUN_RECORD = "labkit-run.json"  # what the run in this folder was started with (resume_checkpoint writes it)
+# The arguments that change what a run computes: a checkpoint made with other values belongs to another
+# run. Logging, saving and output paths are left out: changing them does not change the weights.
+RUN_ARGUMENTS = (
+    "learning_rate", "lr_scheduler_type", "lr_scheduler_kwargs", "warmup_ratio", "warmup_steps",
+    "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon", "max_grad_norm", "optim", "optim_args",
+    "gradient_accumulation_steps", "per_device_train_batch_size", "max_steps", "num_train_epochs",
+    "seed", "data_seed", "full_determinism", "bf16", "fp16", "use_cpu", "label_smoothing_factor",
+    "group_by_length", "max_length", "packing", "padding_free", "completion_only_loss",
+    "assistant_only_loss", "dataset_text_field", "loss_type", "neftune_noise_alpha",
+    "activation_checkpointing", "gradient_checkpointing")
 
 
 def _state(folder: Path) -> dict | None:
@@ -82,35 +93,116 @@ def _state(folder: Path) -> dict | None:
         return None  # killed while saving: an incomplete checkpoint
 
 
-def resume_checkpoint(output_dir: str | Path, args=None) -> str | None:
+def _jsonable(value):
+    """`value` as plain JSON (enums by value, anything else unknown by its repr)."""
+    value = getattr(value, "value", value)
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    return repr(value)
+
+
+def _data_fingerprint(data) -> str:
+    """A `datasets.Dataset`'s own fingerprint, else a hash of the rows' JSON."""
+    import hashlib
+
+    fingerprint = getattr(data, "_fingerprint", None)
+    if isinstance(fingerprint, str):
+        return fingerprint
+    rows = data.to_list() if hasattr(data, "to_list") else list(data)
+    return hashlib.sha256(json.dumps(_jsonable(rows), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def run_signature(args=None, model=None, data=None) -> dict:
+    """What a run is: the values of `RUN_ARGUMENTS` in `args` (a `TrainingArguments`, `SFTConfig`,
+    ...), the model (`labkit.model.model_name`, or a string) and the data's fingerprint, when given."""
+    signature = {}
+    if args is not None:
+        for name in RUN_ARGUMENTS:
+            if hasattr(args, name):
+                signature[name] = _jsonable(getattr(args, name))
+    if model is not None:
+        from .model import model_name
+
+        signature["model"] = model if isinstance(model, str) else model_name(model)
+    if data is not None:
+        signature["data"] = _data_fingerprint(data)
+    return signature
+
+
+def _record(output_dir: Path, signature: dict) -> None:
+    if not signature:
+        return
+    output_dir.mkdir(parents=True, exist_ok=True)
+    tmp = output_dir / f".{RUN_RECORD}.tmp"
+    tmp.write_text(json.dumps(signature, indent=1, sort_keys=True))
+    tmp.replace(output_dir / RUN_RECORD)
+
+
+def _recorded(output_dir: Path) -> dict | None:
+    try:
+        record = json.loads((output_dir / RUN_RECORD).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _drop(folders: list[Path]) -> None:
+    import shutil
+
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def resume_checkpoint(output_dir: str | Path, args=None, *, model=None, data=None) -> str | None:
     """The newest complete `checkpoint-<step>` folder under `output_dir` of a run that did not
     finish, to pass as `trainer.train(resume_from_checkpoint=...)`; None to start from scratch.
 
-    None when: there is no such folder; every checkpoint is incomplete (killed while saving);
-    the newest complete one already reached its `max_steps` (the run finished); or, given the
-    run's `args` (a `TrainingArguments`, `SFTConfig`, ...), the checkpoint was made with another
-    `max_steps` or per-device batch size (a different run: a warning says it is ignored).
+    Given the run's `args` (a `TrainingArguments`, `SFTConfig`, ...) and optionally its `model`
+    and training `data`, it records them in `output_dir/labkit-run.json` (`run_signature`: every
+    argument in `RUN_ARGUMENTS`, e.g. learning rate, schedule, accumulation, batch size, steps,
+    seed; the model's name; the data's fingerprint), and resumes only a run recorded with the
+    same values. On a difference it warns, naming each one, deletes that run's checkpoints (so
+    that a later interruption cannot resume them either) and returns None: training starts from
+    scratch.
+
+    None also when: there is no such folder; every checkpoint is incomplete (killed while
+    saving); or the newest complete one already reached its `max_steps` (the run finished).
+    Checkpoints from before the record existed are compared on what the Trainer's own state
+    holds (`max_steps`, the per-device batch size).
     """
     output_dir = Path(output_dir)
-    if not output_dir.is_dir():
-        return None
+    signature = run_signature(args, model, data)
     folders = sorted((p for p in output_dir.iterdir() if p.is_dir() and _CHECKPOINT.match(p.name)),
-                     key=lambda p: int(_CHECKPOINT.match(p.name).group(1)), reverse=True)
+                     key=lambda p: int(_CHECKPOINT.match(p.name).group(1)),
+                     reverse=True) if output_dir.is_dir() else []
+    recorded = _recorded(output_dir) if folders else None
     for folder in folders:
         state = _state(folder)
         if state is None:
             continue
         if state.get("global_step", 0) >= state.get("max_steps", 0) > 0:
-            return None  # finished: train again rather than "resume" zero steps
-        if args is not None:
+            break  # finished: train again rather than "resume" zero steps
+        if recorded is not None and signature:
+            differs = {k: (recorded.get(k), v) for k, v in signature.items() if recorded.get(k) != v}
+        elif args is not None:  # a checkpoint older than the record: what trainer_state.json holds
             want = {"max_steps": getattr(args, "max_steps", None),
                     "train_batch_size": getattr(args, "per_device_train_batch_size", None)}
             differs = {k: (state.get(k), v) for k, v in want.items()
                        if v not in (None, -1) and state.get(k) not in (None, v)}
-            if differs:
-                said = ", ".join(f"{k} {old} there, {new} now" for k, (old, new) in differs.items())
-                warnings.warn(f"Not resuming from {folder}: it belongs to another run ({said}). "
-                              "Training starts from scratch.", stacklevel=2)
-                return None
+        else:
+            differs = {}
+        if differs:
+            said = ", ".join(f"{k} {old!r} there, {new!r} now" if isinstance(old, str) or isinstance(new, str)
+                             else f"{k} {old} there, {new} now" for k, (old, new) in differs.items())
+            warnings.warn(f"Not resuming from {folder}: it belongs to another run ({said}). "
+                          f"Training starts from scratch; that run's checkpoints are deleted.", stacklevel=2)
+            _drop(folders)
+            break
+        _record(output_dir, signature)
         return str(folder)
+    _record(output_dir, signature)
     return None
