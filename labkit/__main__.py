@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {len(files)} files under {DATA_DIR / 'labworld'}")
         return 0
     if args.command == "pretrain":
-        from .evaluate import base_model_report
+        from .report_card import base_model_report
         from .model import load_model
         from .pretrain import PretrainConfig, pretrain, write_model_card
 
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         write_model_card(out, log, report)
         print(json.dumps(report, indent=1))
         return 0
-    from .evaluate import base_model_report
+    from .report_card import base_model_report
     from .model import load_model
 
     model, tokenizer = load_model(args.model)

@@ -3,9 +3,8 @@ size on disk, and the loss curve.
 
     with measure("lora r=8") as m:
         trainer.train()
-        m.tokens = n_train_tokens
-    run = m.as_run(method="lora", base_model=..., trainable_params=..., total_params=...,
-                   train_examples=len(train_ds), loss_history=loss_history(trainer))
+    run = record_run(m, model, trainer, method="lora", train_examples=len(train_ds),
+                     metrics={"accuracy": accuracy})
 
 Peak memory is what the block added on top of what was there before it:
 - CPU (`memory_kind="cpu_rss"`): the peak of the process's resident memory (RSS) while the block
@@ -30,11 +29,9 @@ from typing import Iterator
 import psutil
 import torch
 
+from .results import _number
+
 MB = 2**20
-
-
-def _finite(value: float | None) -> float | None:
-    return None if value is None or not math.isfinite(float(value)) else float(value)
 
 
 @dataclass
@@ -72,7 +69,7 @@ class Measurement:
             "wall_time_s": round(self.wall_time_s, 4),
             "peak_memory_mb": round(self.peak_memory_mb, 2),
             "memory_kind": self.memory_kind,
-            "metrics": {k: _finite(v) for k, v in (metrics or {}).items()},
+            "metrics": {k: _number(v) for k, v in (metrics or {}).items()},
         }
         if base_model_sha256:
             run["base_model_sha256"] = base_model_sha256
@@ -85,6 +82,35 @@ class Measurement:
             run["loss_history"] = [[int(step), float(loss)] for step, loss in loss_history
                                    if math.isfinite(loss)]
         return run
+
+
+def record_run(m: Measurement, model: torch.nn.Module, trainer=None, *, method: str, train_examples: int,
+               metrics: dict | None = None, name: str | None = None, artifact_mb: float | None = None,
+               info: dict | None = None, train_tokens: int | None = None) -> dict:
+    """The lab's one way to record a run, after `measure` timed it and the chapter scored it:
+
+        with measure(name) as m:
+            trainer.train()
+        scores = completion_scores(model, tokenizer, test_rows)
+        run = record_run(m, model, trainer, method="lora", train_examples=len(train_ds),
+                         metrics={"accuracy": mean(scores)})
+
+    adds the model's trainable and total parameters (`count_params`), the trainer's steps, tokens
+    seen (`trainer.state.num_input_tokens_seen`, unless the block set `m.tokens`) and loss curve
+    (`loss_history`), and the model's name and weights hash (`labkit.model.model_info(model)`, or
+    `info` to name another, e.g. the base under a peft model) — one entry of the results file's
+    `runs` list (`Measurement.as_run`; labkit/schema/results.schema.json). `trainer` is None for a
+    run that only evaluates."""
+    from .model import model_info
+
+    trainable, total = count_params(model)
+    if trainer is not None and m.tokens is None:
+        m.tokens = trainer.state.num_input_tokens_seen or None
+    return m.as_run(name=name, method=method, **(info if info is not None else model_info(model)),
+                    trainable_params=trainable, total_params=total, train_examples=train_examples,
+                    steps=trainer.state.global_step if trainer is not None else None,
+                    loss_history=loss_history(trainer) if trainer is not None else None,
+                    artifact_mb=artifact_mb, metrics=metrics, train_tokens=train_tokens)
 
 
 def release_freed_memory() -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
 
+from . import paths
 from .paths import MODELS_DIR, ROOT
 
 EMBEDDED_MODEL = "labworld-base"
@@ -180,15 +181,10 @@ def model_info(model) -> dict:
 
 
 # ---- models that one chapter trains and a later chapter starts from -----------------------
-# models trained by chapters (not committed); $LABKIT_ARTIFACTS_DIR moves them (tests that run the
-# notebooks on another model keep its artifacts apart)
-ARTIFACTS_DIR = Path(os.environ.get("LABKIT_ARTIFACTS_DIR") or ROOT / "artifacts").expanduser()
-
-
 def sft_policy_dir(profile_name: str) -> Path:
     """Where chapter 5 (instruction tuning) saves its tuned model for chapter 6 (RLHF):
     artifacts/<profile>/sft-policy/ (a normal `save_pretrained` folder)."""
-    return ARTIFACTS_DIR / profile_name / "sft-policy"
+    return paths.ARTIFACTS_DIR / profile_name / "sft-policy"
 
 
 def load_sft_policy(profile_name: str, dtype=None):

@@ -90,8 +90,8 @@ def perplexity_difference(nll_a: Sequence[float], nll_b: Sequence[float], tokens
     """ppl_a - ppl_b on the same documents, with a paired bootstrap over documents: claim kwargs.
 
     `nll_a`, `nll_b`: per-document summed negative log-likelihood (nats) of two models, shape
-    (n,); `tokens`: tokens scored per document, shape (n,) (`labkit.evaluate.document_nll`
-    gives both). Perplexity is exp(sum nll / sum tokens), as in `labkit.evaluate.perplexity`.
+    (n,); `tokens`: tokens scored per document, shape (n,) (`labkit.likelihood.document_nll`
+    gives both). Perplexity is exp(sum nll / sum tokens), as in `labkit.likelihood.perplexity`.
     Raises ValueError when the lists differ in length."""
     a, b, t = _as_array(nll_a, "nll_a"), _as_array(nll_b, "nll_b"), _as_array(tokens, "tokens")
     if not a.size == b.size == t.size:
@@ -101,64 +101,3 @@ def perplexity_difference(nll_a: Sequence[float], nll_b: Sequence[float], tokens
     diffs = _perplexity(a[idx], t[idx]) - _perplexity(b[idx], t[idx])
     return {"measured": float(_perplexity(a, t) - _perplexity(b, t)), "interval": _interval(diffs, confidence),
             "confidence": confidence, "n": int(t.size)}
-
-
-def frontier_at(x: Sequence[float], y: Sequence[float], level: float) -> float:
-    """y at x = `level` on the frontier of the points (x[i], y[i]) where higher x and lower y
-    are better (e.g. x = task accuracy, y = forgetting): the points no other point beats on
-    both, joined by straight lines, flat beyond the end points. So "the least y seen at
-    x = level", interpolated between runs."""
-    xs, ys = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    if xs.shape != ys.shape or xs.ndim != 1 or xs.size == 0:
-        raise ValueError(f"frontier_at: x and y must be non-empty lists of equal length, got {xs.shape}, {ys.shape}")
-    keep_x, keep_y, best = [], [], np.inf
-    for i in np.lexsort((ys, -xs)):  # highest x first; for equal x, lowest y first
-        if ys[i] < best:
-            keep_x.append(xs[i])
-            keep_y.append(ys[i])
-            best = ys[i]
-    return float(np.interp(level, keep_x[::-1], keep_y[::-1]))
-
-
-def forgetting_at_matched_accuracy(correct_a, nll_a, correct_b, nll_b, base_nll, tokens, level: float,
-                                   base_correct=None, confidence: float = CONFIDENCE,
-                                   n_resamples: int = N_RESAMPLES, seed: int = 0) -> dict:
-    """Method A's perplexity rise minus method B's, each read off its frontier (`frontier_at`)
-    at task accuracy `level`, with a bootstrap interval: claim kwargs.
-
-    Each method is several runs (e.g. three learning rates). `correct_a`: shape (runs_a, items),
-    1.0 where run r answered test item i; `nll_a`: shape (runs_a, docs), per-document summed NLL
-    on general text; the same for B; `base_nll`, `tokens`: shape (docs,), the base model's NLL and
-    tokens per document. A run's point is (accuracy, ppl - base ppl). With `base_correct` (shape
-    (items,)) the base model, at its accuracy and no rise, starts both curves (learning rate 0).
-    Test items and documents are resampled (each paired across every run), the curves and their
-    difference recomputed; `n` counts documents. Comparing at matched accuracy follows Biderman
-    et al. 2024, "LoRA Learns Less and Forgets Less"."""
-    ca, cb = np.atleast_2d(np.asarray(correct_a, float)), np.atleast_2d(np.asarray(correct_b, float))
-    na, nb = np.atleast_2d(np.asarray(nll_a, float)), np.atleast_2d(np.asarray(nll_b, float))
-    base, t = _as_array(base_nll, "base_nll"), _as_array(tokens, "tokens")
-    if ca.shape[0] != na.shape[0] or cb.shape[0] != nb.shape[0]:
-        raise ValueError("each method needs as many rows of item scores as of document NLLs (one per run)")
-    if ca.shape[1] != cb.shape[1] or not na.shape[1] == nb.shape[1] == base.size == t.size:
-        raise ValueError("both methods must be scored on the same test items and the same documents")
-    bc = None if base_correct is None else _as_array(base_correct, "base_correct")
-    if bc is not None and bc.size != ca.shape[1]:
-        raise ValueError("base_correct must score the same test items")
-
-    def difference(items, docs):
-        base_ppl = _perplexity(base[docs], t[docs])
-        values = []
-        for c, n in ((ca, na), (cb, nb)):
-            acc = c[:, items].mean(axis=1)
-            rise = _perplexity(n[:, docs], t[docs]) - base_ppl
-            if bc is not None:
-                acc, rise = np.append(acc, bc[items].mean()), np.append(rise, 0.0)
-            values.append(frontier_at(acc, rise, level))
-        return values[0] - values[1]
-
-    rng = np.random.default_rng(seed)
-    n_items, n_docs = ca.shape[1], t.size
-    samples = np.array([difference(rng.integers(0, n_items, n_items), rng.integers(0, n_docs, n_docs))
-                        for _ in range(n_resamples)])
-    return {"measured": float(difference(np.arange(n_items), np.arange(n_docs))),
-            "interval": _interval(samples, confidence), "confidence": confidence, "n": int(n_docs)}

@@ -1,27 +1,32 @@
-"""The training arguments every chapter shares (introduced in chapter 2, reused from chapter 3 on).
+"""The training arguments every chapter shares (introduced in chapter 2, reused in every chapter
+that trains), and where each run keeps its checkpoints.
 
-    args = sft_config(profile, output_dir=work / name, learning_rate=profile.lora_lr, max_length=256)
+    args = trainer_args(profile, run_dir("03_lora", name, profile), SFTConfig, learning_rate=3e-3)
     trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, processing_class=tokenizer)
 
-`sft_config` returns TRL's own `SFTConfig`, not a wrapper: the profile supplies the numbers
-(steps, batch size, seed), the lab's device rule supplies `use_cpu`, and any keyword overrides
-them. Print it in a notebook to see every argument the trainer receives.
+`trainer_args` returns the library's own config object (`trl.SFTConfig`, `RewardConfig`,
+`DPOConfig`, `RLOOConfig`, `GRPOConfig`, or `transformers.TrainingArguments`), not a wrapper: the
+profile supplies the numbers (steps, batch size, seed), the lab's one device rule supplies
+`use_cpu`, and any keyword overrides them. Print it in a notebook to see every argument the trainer
+receives. No chapter sets `use_cpu`, logging, checkpointing or the seed itself
+(tests/test_training.py scans every notebook for it).
 
-Resuming after an interruption (a kernel restart mid-training): in `cpu` and `gpu`, `sft_config`
+Resuming after an interruption (a kernel restart mid-training): in `cpu` and `gpu`, `trainer_args`
 checkpoints `profile.checkpoints_per_run` times per run with the trainer's own arguments
 (`save_strategy="steps"`, `save_steps`, `save_total_limit=1`) into a folder that outlives the kernel,
 and the chapter resumes from the last complete checkpoint,
 
-    args = sft_config(profile, output_dir=run_dir("03_lora", name, profile))
+    args = trainer_args(profile, run_dir("03_lora", name, profile), SFTConfig)
     trainer.train(resume_from_checkpoint=resume_checkpoint(args.output_dir, args))
 
 The Trainer restores weights, optimizer, scheduler, RNG states and the data position; the
-final metrics match an uninterrupted run (tests/test_reliability_training.py measures how
-closely). A finished run is not resumed: re-running its cell trains again from the start, so
-a rerun gives the same results as the first run.
+final metrics match an uninterrupted run (tests/test_training.py measures how closely). A
+finished run is not resumed: re-running its cell trains again from the start, so a rerun gives
+the same results as the first run.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import warnings
@@ -37,7 +42,8 @@ def run_dir(notebook: str, name: str, profile: Profile, model: str | None = None
     resumes from the run's last checkpoint. `model` defaults to the active model ($LABKIT_MODEL
     or the embedded one), so another model never resumes this one's checkpoints. `make clean`
     does not delete it; delete the folder to drop the checkpoints."""
-    from .model import ARTIFACTS_DIR, resolve_model_path
+    from .model import resolve_model_path
+    from .paths import ARTIFACTS_DIR
 
     def safe(text: str) -> str:
         return re.sub(r"[^A-Za-z0-9._=-]+", "-", text).strip("-.") or "run"
@@ -46,28 +52,35 @@ def run_dir(notebook: str, name: str, profile: Profile, model: str | None = None
     return ARTIFACTS_DIR / profile.name / "runs" / safe(model) / notebook / safe(name)
 
 
-def sft_config(profile: Profile, output_dir: str | Path, **overrides):
-    """A `trl.SFTConfig` for one run of `profile` (TRL docs: SFTTrainer / SFTConfig).
+def trainer_args(profile: Profile, output_dir: str | Path, config=None, *, checkpoints: bool = True,
+                 **overrides):
+    """The lab's one way to configure a trainer: an instance of `config` (default `trl.SFTConfig`;
+    any `transformers.TrainingArguments` subclass: TRL's `RewardConfig`, `DPOConfig`,
+    `RLOOConfig`, `GRPOConfig`, or `TrainingArguments` itself) for one run of `profile`.
 
     Defaults: `max_steps=profile.train_steps`, `per_device_train_batch_size=profile.batch_size`,
-    about 20 loss points per run, `profile.checkpoints_per_run` evenly spaced checkpoints (only
-    the newest kept; none in `smoke`: see `resume_checkpoint`), no loggers, fp32 (`bf16=False`: TRL's default
-    bf16 runs slower on a CPU), no activation checkpointing (it drops a prefix-tuning cache),
-    `use_cpu=labkit.runtime.train_on_cpu(profile)` and `seed=profile.seed`. Raises TypeError,
-    as SFTConfig does, for an argument it does not know."""
-    from trl import SFTConfig
-
+    about 20 loss points per run (`logging_steps`), no loggers, `use_cpu=train_on_cpu(profile)`
+    (the device rule), `seed=profile.seed`; for TRL's configs also fp32 (`bf16=False`: TRL's default
+    bf16 runs slower on a CPU) and no activation checkpointing (it drops a prefix-tuning cache).
+    With `checkpoints` (and `profile.checkpoints_per_run > 0`), evenly spaced checkpoints of which
+    only the newest is kept (see `resume_checkpoint`); else none. Keywords override any default.
+    Raises TypeError, as the config class does, for an argument it does not know.
+    Docs: TRL's SFTConfig / RewardConfig / DPOConfig / RLOOConfig; transformers' TrainingArguments.
+    """
+    if config is None:
+        from trl import SFTConfig as config
+    fields = {f.name for f in dataclasses.fields(config)}
     steps = overrides.get("max_steps", profile.train_steps)  # logging and checkpoints follow the budget
     args = dict(output_dir=str(output_dir), max_steps=steps,
                 per_device_train_batch_size=profile.batch_size,
                 logging_steps=max(1, steps // 20), save_strategy="no", report_to=[],
-                bf16=False, activation_checkpointing=False, use_cpu=train_on_cpu(profile),
-                seed=profile.seed)
-    if profile.checkpoints_per_run > 0:
+                use_cpu=train_on_cpu(profile), seed=profile.seed)
+    args.update({k: v for k, v in dict(bf16=False, activation_checkpointing=False).items() if k in fields})
+    if checkpoints and profile.checkpoints_per_run > 0:
         args.update(save_strategy="steps", save_steps=max(1, steps // profile.checkpoints_per_run),
                     save_total_limit=1)
     args.update(overrides)
-    return SFTConfig(**args)
+    return config(**args)
 
 
 # ---- resuming an interrupted run ----------------------------------------------------------

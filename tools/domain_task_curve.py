@@ -13,7 +13,9 @@ from trl import SFTConfig, SFTTrainer
 from transformers import TrainerCallback
 from labkit.model import load_model
 from labkit.data import load_rows
-from labkit.evaluate import completion_accuracy
+from labkit.profiles import get_profile
+from labkit.scoring import completion_scores
+from labkit.training import trainer_args
 from labkit.labworld.domains import DRUGS
 from labkit.labworld.world import build_world
 
@@ -66,11 +68,12 @@ curve = []
 class Eval(TrainerCallback):
     def on_step_end(self, args, state, control, model=None, **kw):
         if state.global_step in checkpoints:
-            model.eval(); acc = completion_accuracy(model, tok, test); model.train()
+            model.eval(); scores = completion_scores(model, tok, test); acc = sum(scores) / len(scores); model.train()
             curve.append((state.global_step, acc)); print("STEP", state.global_step, acc, flush=True)
-cfg = SFTConfig(output_dir=tempfile.mkdtemp(), max_steps=max(checkpoints), per_device_train_batch_size=int(os.environ.get("BATCH", 8)),
-                learning_rate=lr, lr_scheduler_type=os.environ.get("SCHEDULE", "constant"), logging_steps=50, save_strategy="no", report_to=[],
-                bf16=False, use_cpu=True, max_length=256, disable_tqdm=True, seed=SEED, activation_checkpointing=False)
+cfg = trainer_args(get_profile("cpu"), tempfile.mkdtemp(), SFTConfig, checkpoints=False, max_steps=max(checkpoints),
+                   per_device_train_batch_size=int(os.environ.get("BATCH", 8)), learning_rate=lr,
+                   lr_scheduler_type=os.environ.get("SCHEDULE", "constant"), logging_steps=50, max_length=256,
+                   disable_tqdm=True, seed=SEED)
 t = time.time()
 optimizers = (None, None)
 if os.environ.get("LORAPLUS"):  # LoRA+ (Hayou et al. 2024): B learns LORAPLUS times faster than A

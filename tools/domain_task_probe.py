@@ -4,7 +4,7 @@ import torch
 from labkit.runtime import quiet; quiet()
 from labkit.model import load_model
 from labkit.data import load_rows
-from labkit.evaluate import generate, completion_accuracy
+from labkit.generation import generate
 from labkit.labworld.domains import DRUGS
 from labkit.labworld.world import build_world
 
