@@ -27,6 +27,7 @@ from .profiles import Profile
 from .runtime import environment
 
 SCHEMA_VERSION = 1
+HEADLINE_FIELDS = {"run", "metric", "before", "claim", "higher_is_better"}
 COMPARISONS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le,
                "==": operator.eq}
 
@@ -91,6 +92,46 @@ def _check_verdicts(doc: dict, source) -> None:
                 f"gives {expected}")
 
 
+def _check_headline(doc: dict, source) -> None:
+    """An optional `headline` (see `Results.headline`) must name a run, a metric of it, and
+    (when given) a claim and a `before` that exist in the same file."""
+    decl = doc.get("headline")
+    if decl is None:
+        return
+    where = f"results file {source}: field 'headline'"
+    if not isinstance(decl, dict) or not isinstance(decl.get("run"), str) or not isinstance(decl.get("metric"), str):
+        raise ResultsError(f"{where} must be an object with string fields 'run' and 'metric', got {decl!r}")
+    unknown = set(decl) - HEADLINE_FIELDS
+    if unknown:
+        raise ResultsError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
+    runs = {r.get("name"): r for r in doc.get("runs", [])}
+    if decl["run"] not in runs:
+        raise ResultsError(f"{where}.run names {decl['run']!r}; the runs are: {', '.join(map(str, runs))}")
+    if decl["metric"] not in runs[decl["run"]].get("metrics", {}):
+        raise ResultsError(f"{where}.metric: run {decl['run']!r} has no metric {decl['metric']!r}")
+    if "claim" in decl and decl["claim"] not in {c.get("id") for c in doc.get("claims", [])}:
+        raise ResultsError(f"{where}.claim names {decl['claim']!r}, which is not a claim of this file")
+    if not isinstance(decl.get("higher_is_better", True), bool):
+        raise ResultsError(f"{where}.higher_is_better must be true or false")
+    before = decl.get("before")
+    if before is None:
+        return
+    if not isinstance(before, dict) or not before:
+        raise ResultsError(f"{where}.before must be an object: {{run, metric}} or {{value, label}}")
+    if "value" in before:
+        value = before["value"]
+        if set(before) - {"value", "label"} or not (isinstance(value, (int, float)) and not isinstance(value, bool)
+                                                   and math.isfinite(value)):
+            raise ResultsError(f"{where}.before: a finite number 'value' and an optional 'label' only, got {before!r}")
+        return
+    if set(before) - {"run", "metric"}:
+        raise ResultsError(f"{where}.before: fields 'run' and 'metric' only, got {before!r}")
+    run = before.get("run", decl["run"])
+    metric = before.get("metric", decl["metric"])
+    if run not in runs or metric not in runs[run].get("metrics", {}):
+        raise ResultsError(f"{where}.before: no metric {metric!r} in a run named {run!r}")
+
+
 def validate(doc: dict, source: str | Path = "(in memory)") -> None:
     """Raise ResultsError naming the first failing field, e.g.
     "results file results/cpu/03_lora.json: missing required field 'runs'". A file from an
@@ -100,6 +141,7 @@ def validate(doc: dict, source: str | Path = "(in memory)") -> None:
     errors = list(jsonschema.Draft202012Validator(schema()).iter_errors(doc))
     if not errors:
         _check_verdicts(doc, source)
+        _check_headline(doc, source)
         return
     error = jsonschema.exceptions.best_match(errors)
     where = _where(error.absolute_path)
@@ -152,6 +194,7 @@ class Results:
         self.profile = profile.name if isinstance(profile, Profile) else profile
         self.runs: list[dict] = []
         self.claims: list[dict] = []
+        self._headline: dict | None = None
 
     def add_run(self, run: dict) -> dict:
         """Add one run (from `Measurement.as_run`); returns it."""
@@ -198,6 +241,30 @@ class Results:
         self.claims = [c for c in self.claims if c["id"] != id] + [entry]
         return holds
 
+    def headline(self, run: str, metric: str, *, before_run: str | None = None,
+                 before_metric: str | None = None, before_value: float | None = None,
+                 before_label: str | None = None, claim: str | None = None,
+                 higher_is_better: bool = True) -> dict:
+        """Declare which run and metric stand for this chapter in the book's summary (chapter
+        11), and what it is compared with: another run's metric (`before_run`, default the same
+        metric), another metric of the same run (`before_metric` alone), or a value measured in
+        the notebook (`before_value`, with `before_label` saying what it is). `claim` names the
+        claim whose interval goes with the gain. Only names are stored; the summary reads the
+        numbers from the runs. Checked when the file is written."""
+        decl: dict = {"run": run, "metric": metric}
+        if before_value is not None:
+            decl["before"] = {"value": float(before_value)}
+            if before_label:
+                decl["before"]["label"] = before_label
+        elif before_run is not None or before_metric is not None:
+            decl["before"] = {k: v for k, v in (("run", before_run), ("metric", before_metric)) if v is not None}
+        if claim is not None:
+            decl["claim"] = claim
+        if not higher_is_better:
+            decl["higher_is_better"] = False
+        self._headline = decl
+        return decl
+
     def verdict(self, id: str) -> str:
         """One claim as a phrase for a chapter's summary, e.g.
         "+0.42 (95% interval +0.31 to +0.53, n=100): holds". Raises KeyError for an unknown id."""
@@ -214,9 +281,12 @@ class Results:
         return f"{value}{extra} vs {c['comparison']} {c['threshold']:g}: {'holds' if c['holds'] else 'does NOT hold'}"
 
     def to_dict(self) -> dict:
-        return {"schema_version": SCHEMA_VERSION, "chapter": self.chapter, "method": self.method,
-                "profile": self.profile, "environment": environment(self.profile), "runs": self.runs,
-                "claims": self.claims}
+        doc = {"schema_version": SCHEMA_VERSION, "chapter": self.chapter, "method": self.method,
+               "profile": self.profile, "environment": environment(self.profile), "runs": self.runs,
+               "claims": self.claims}
+        if self._headline is not None:
+            doc["headline"] = self._headline
+        return doc
 
     def table(self):
         """The claims as a pandas DataFrame, for showing at the end of a chapter."""
