@@ -138,7 +138,7 @@ def headline(doc: dict) -> dict | None:
 
 
 # ---- the measured table -----------------------------------------------------------------------
-COLUMNS = ["chapter", "method", "status", "run", "trainable_params", "trainable_pct", "peak_memory_mb",
+COLUMNS = ["chapter", "method", "status", "run", "trainable_params", "total_params", "trainable_pct", "peak_memory_mb",
            "memory_kind", "wall_time_s", "train_examples", "train_tokens", "artifact_mb", "data_kind",
            "metric", "before", "after", "gain", "interval", "claims_held", "claims_total"]
 
@@ -183,6 +183,7 @@ def measured_table(docs: dict[str, dict]):
             rows.append(row)
             continue
         row.update(status="measured", run=run["name"], trainable_params=run["trainable_params"],
+                   total_params=run["total_params"],
                    trainable_pct=100 * run["trainable_params"] / run["total_params"],
                    peak_memory_mb=run["peak_memory_mb"], memory_kind=run["memory_kind"],
                    wall_time_s=run["wall_time_s"], train_examples=run["train_examples"],
@@ -355,13 +356,20 @@ def provenance_warnings(docs: dict[str, dict]) -> list[str]:
     if unknown:
         out.append(f"unknown commit (not built from a git checkout): {', '.join(unknown)}")
 
-    def book_model(doc):
-        shas = {r.get("base_model_sha256") for r in doc["runs"] if r.get("base_model_sha256")}
-        return ", ".join(sorted(s[:10] for s in shas)) or "unrecorded"
-
-    context = {row.chapter for row in SEED if row.context and row.chapter != "00_base_model"}
-    spread("base models (weights SHA-256)", book_model,
-           only=lambda s: s not in context and book_model(docs[s]) != "unrecorded")
+    # The same model name with different weights in different chapters: e.g. labworld-base
+    # retrained between two chapters' runs. Different names (chapter 10's real model, chapter 6's
+    # SFT policy) are different models by design.
+    weights: dict[str, dict[str, list[str]]] = {}
+    for stem, doc in docs.items():
+        for run in doc["runs"]:
+            if run.get("base_model_sha256"):
+                stems = weights.setdefault(run["base_model"], {}).setdefault(run["base_model_sha256"][:10], [])
+                if stem not in stems:
+                    stems.append(stem)
+    for name, by_sha in sorted(weights.items()):
+        if len(by_sha) > 1:
+            parts = "; ".join(f"{sha}: {', '.join(sorted(s))}" for sha, s in sorted(by_sha.items()))
+            out.append(f"mixed base models: {name} has different weights (SHA-256) in different chapters: {parts}")
     return out
 
 
@@ -449,3 +457,62 @@ def real_scale_memory(batch_size: int = 4, seq_len: int = 1024, config_dir: str 
             "adapters": est(_meta_model(config, False, n_layers * 2 * (2 * h * 64 + 64 + h))),
         }
     return pd.DataFrame(table)
+
+
+# ---- display and the summary's own results file ---------------------------------------------
+def _num(value, fmt):
+    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else fmt(value)
+
+
+def _human(n: float) -> str:
+    for unit, size in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            return f"{n / size:.3g}{unit}"
+    return f"{n:.0f}"
+
+
+def display_table(table, estimates=None):
+    """The measured table as the chapter shows it: units in the cells, "—" where nothing was
+    measured, the status where a row has no numbers; `estimates` (real_scale_memory) adds one
+    column per model size."""
+    import pandas as pd
+
+    rows = []
+    for _, r in table.iterrows():
+        interval = r["interval"]
+        gain = _num(r["gain"], lambda g: f"{g:+.3g}")
+        if isinstance(interval, list):
+            gain += f" [{interval[0]:+.3g}, {interval[1]:+.3g}]"
+        row = {
+            "method": r["method"], "status": r["status"],
+            "trainable": _num(r["trainable_params"], lambda n: f"{_human(n)} ({r['trainable_pct']:.2g}%)"),
+            "peak memory": _num(r["peak_memory_mb"], lambda m: f"{m:,.0f} MB {r['memory_kind']}"),
+            "wall time": _num(r["wall_time_s"], lambda s: f"{s:,.1f} s"),
+            "examples / tokens": _num(r["train_examples"], lambda n: f"{n:,.0f} / " + _num(r["train_tokens"], _human)),
+            "artifact": _num(r["artifact_mb"], lambda m: f"{m:.3g} MB"),
+            "headline": "—" if r["metric"] is None else
+            f"{r['metric']}: {_num(r['before'], lambda v: f'{v:.3g}')} → {_num(r['after'], lambda v: f'{v:.3g}')}",
+            "gain [95% interval]": gain,
+            "claims held": _num(r["claims_total"], lambda t: f"{r['claims_held']:.0f} / {t:.0f}"),
+        }
+        seed = SEED_BY_CHAPTER.get(r["chapter"])
+        if estimates is not None:
+            key = seed.key if seed else None
+            for size in estimates.columns:
+                value = estimates[size].get(key) if key in estimates.index else None
+                row[f"est. {size}"] = "—" if value is None else f"{value:,.1f} GB"
+        rows.append(row)
+    return pd.DataFrame(rows, index=table["chapter"])
+
+
+def write_summary_results(results, results_dir: str | Path | None = None) -> Path:
+    """Write the summary's results file with `inputs`: the SHA-256 of every chapter file it read,
+    so a reader can tell which build a summary describes."""
+    from .results import validate, write_json_atomic
+
+    doc = results.to_dict()
+    doc["inputs"] = input_digests(results.profile, results_dir)
+    target = Path(results_dir or paths.RESULTS_DIR) / results.profile / f"{results.chapter}.json"
+    validate(doc, target)
+    write_json_atomic(target, doc)
+    return target

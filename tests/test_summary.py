@@ -177,9 +177,9 @@ def test_a_mixed_build_is_named(change, words):
     assert len(warnings) == 1 and warnings[0].startswith(words) and "03_lora" in warnings[0]
 
 
-def test_the_real_model_chapter_may_use_another_model():
+def test_another_model_by_name_is_no_mixed_build():
     docs = _book()
-    docs["10_real_model"] = _doc("10_real_model", [_run("real", sha="1" * 64)])
+    docs["10_real_model"] = _doc("10_real_model", [{**_run("real", sha="1" * 64), "base_model": "smollm2"}])
     assert summary.provenance_warnings(docs) == []
 
 
