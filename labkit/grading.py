@@ -28,8 +28,10 @@ import ast
 import copy
 import csv
 import io
+import json
 import os
 import re
+import shutil
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -333,11 +335,21 @@ def lab_root(explicit: str | Path | None = None) -> Path:
     return root
 
 
+
+def _key(student: str) -> str:
+    """A folder name for `student` that no other name shares: the name made safe, plus a hash of
+    the exact name ("ann lee" and "ann_lee" get different folders)."""
+    import hashlib
+
+    safe = re.sub(r"[^\w.-]+", "_", student).strip("._")[:60] or "_"
+    return f"{safe}-{hashlib.sha256(student.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
+
+
 def _sandbox(out: Path, student: str, root: Path) -> Path:
-    """A per-student lab root under the report folder: `data` links to the lab's data, while
-    results/ and artifacts/ (models one chapter hands to the next) stay this student's own."""
-    safe = re.sub(r"[^\w.-]+", "_", student) or "_"
-    box = (out / "work" / safe).resolve()
+    """A per-student lab root under the report folder (`work/<key>/`): `data` links to the lab's
+    data, while results/ and artifacts/ (models one chapter hands to the next) stay this
+    student's own. In the `bwrap` sandbox it is the only folder the kernel can write."""
+    box = (out / "work" / student).resolve() if student.startswith(".") else (out / "work" / _key(student)).resolve()
     (box / "notebooks").mkdir(parents=True, exist_ok=True)
     link = box / "data"
     if not link.exists():
@@ -348,111 +360,427 @@ def _sandbox(out: Path, student: str, root: Path) -> Path:
     return box
 
 
-def _restore_checks(nb, reference) -> tuple[list[Exercise], str]:
-    """Exercises to grade, with the check cells' code taken from `reference` (the instructor
-    edition) when the exercises line up, so that an edited check cannot pass a wrong answer."""
-    mine = find_exercises(nb)
-    if reference is None:
-        return mine, "submission"
-    theirs = find_exercises(reference)
-    if len(mine) != len(theirs) or any(len(a.check_cells) != len(b.check_cells)
-                                       for a, b in zip(mine, theirs)):
-        return mine, "submission (its exercises differ from the reference)"
-    for a, b in zip(mine, theirs):
-        for i, j in zip(a.check_cells, b.check_cells):
-            nb.cells[i].source = reference.cells[j].source
-        a.title = b.title
-    return mine, "reference"
+def _answer_names(reference, ex: Exercise) -> list[str]:
+    """The names an exercise's answer defines (assignments, functions and classes in its answer
+    regions) that its checks read: what crosses from the student's kernel to the checking one."""
+    read = _loaded_names([reference.cells[i].source for i in ex.check_cells])
+    names: list[str] = []
+    for i in ex.solution_cells:
+        source = reference.cells[i].source
+        tree = _parse(source)
+        for first, last in solution_regions(source):
+            names += _assigned_names(source, first, last)
+            if tree is not None:
+                # a function or class that holds (or is inside) the answer: the answer is code
+                names += [n.name for n in tree.body if n.lineno - 1 <= last and n.end_lineno - 1 >= first
+                          and isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+    names = list(dict.fromkeys(names))
+    return [n for n in names if read is None or n in read]
+
+
+def _answer_groups(nb) -> tuple[list[list[int]], list[list[int]]]:
+    """(solution cells, check cells) per exercise of a submission, without failing on tags the
+    student changed: a `check` cell before any solution is ignored here (reported elsewhere)."""
+    try:
+        exercises = find_exercises(nb)
+        return [e.solution_cells for e in exercises], [e.check_cells for e in exercises]
+    except GradingError:
+        stripped = copy.deepcopy(nb)
+        seen_solution = False
+        for cell in stripped.cells:
+            tags = _tags(cell)
+            seen_solution = seen_solution or SOLUTION_TAG in tags
+            if CHECK_TAG in tags and not seen_solution:
+                cell.metadata["tags"] = [t for t in tags if t != CHECK_TAG]
+        exercises = find_exercises(stripped)
+        return [e.solution_cells for e in exercises], [e.check_cells for e in exercises]
+
+
+def _mismatches(nb, reference, expected: list[Exercise]) -> list[str]:
+    """How the submission's exercise structure differs from the reference's, in words."""
+    problems = []
+    try:
+        find_exercises(nb)
+    except GradingError as e:
+        problems.append(str(e))
+    solutions, checks = _answer_groups(nb)
+    if len(solutions) != len(expected):
+        problems.append(f"{len(solutions)} exercise(s) tagged `{SOLUTION_TAG}`, the reference has {len(expected)}")
+    for k, ex in enumerate(expected[:len(solutions)]):
+        if len(solutions[k]) != len(ex.solution_cells):
+            problems.append(f"exercise {k + 1}: {len(solutions[k])} `{SOLUTION_TAG}` cell(s), "
+                            f"the reference has {len(ex.solution_cells)}")
+        if len(checks[k]) != len(ex.check_cells):
+            problems.append(f"exercise {k + 1}: {len(checks[k])} `{CHECK_TAG}` cell(s), "
+                            f"the reference has {len(ex.check_cells)}")
+    return problems
+
+
+def _match_reference(nb, name: str, references: dict[str, Path]) -> tuple[str | None, str]:
+    """(reference notebook name, why) for a submission: its own name, else the name its student
+    edition records, else the reference sharing most of its cells (at least half)."""
+    if name in references:
+        return name, ""
+    recorded = str((nb.metadata.get("labkit", {}) or {}).get("source", "")) if nb is not None else ""
+    if recorded in references:
+        return recorded, f"the notebook was renamed from {recorded} (graded as {recorded})"
+    if nb is None:
+        return None, ""
+    mine = {c.source.strip() for c in nb.cells if c.source.strip()}
+    best, score = None, 0.0
+    for ref_name, path in references.items():
+        try:
+            theirs = {c.source.strip() for c in nbformat.read(str(path), as_version=4).cells if c.source.strip()}
+        except Exception:
+            continue
+        overlap = len(mine & theirs) / max(1, len(theirs))
+        if overlap > score:
+            best, score = ref_name, overlap
+    if best is not None and score >= 0.5:
+        return best, f"the notebook's name matches no reference notebook; graded as {best} ({score:.0%} of its cells)"
+    return None, ""
+
+
+def _stream_text(cell) -> str:
+    return "".join(o.get("text", "") for o in cell.get("outputs", []) if o.get("output_type") == "stream")
+
+
+GRACE_SECONDS = 10  # after a timed-out cell's interrupt, how long the kernel has to become idle
+
+
+@dataclass
+class _Attempt:
+    """How a submission ran in its own kernel."""
+    errors: dict[int, str] = field(default_factory=dict)
+    durations: dict[int, float] = field(default_factory=dict)
+    answers: dict[int, dict | str] = field(default_factory=dict)  # exercise -> answers record, or why not
+    stopped: str = ""
+    seconds: float = 0.0
+
+
+def _kernel_client(nb, km, timeout: int, workdir: Path, errors: dict[int, str]):
+    from nbclient import NotebookClient
+
+    def on_error(cell, cell_index, execute_reply):
+        if cell_index >= 0:
+            content = execute_reply.get("content", {})
+            errors[cell_index] = _error_text(content.get("ename", "Error"), content.get("evalue", ""))
+
+    return NotebookClient(
+        nb, km=km, timeout=timeout, allow_errors=True, interrupt_on_timeout=True,
+        shutdown_kernel="immediate",
+        error_on_timeout={"ename": "Timeout", "evalue": f"cell ran past {timeout} s and was interrupted"},
+        resources={"metadata": {"path": str(workdir)}}, on_cell_error=on_error)
+
+
+def _run_cell(client, source: str, index: int, timeout: int | None = None):
+    """Execute a cell that is not in the notebook (a probe, an answer capture); returns it."""
+    from nbformat.v4 import new_code_cell
+
+    cell = new_code_cell(source)
+    saved = client.timeout
+    if timeout is not None:
+        client.timeout = timeout
+    try:
+        client.execute_cell(cell, index)
+    finally:
+        client.timeout = saved
+    return cell
+
+
+def _kill(km) -> None:
+    """Kill a kernel and its process group (the `none` mode's background processes)."""
+    import signal
+
+    from jupyter_core.utils import run_sync
+
+    pgid = getattr(getattr(km, "provisioner", None), "pgid", None)
+    try:
+        run_sync(km.shutdown_kernel)(now=True)
+    except Exception:
+        pass
+    if pgid and hasattr(os, "killpg"):
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def _run_submission(nb, *, captures: dict[int, tuple[int, list[str]]], timeout: int, workdir: Path,
+                    kernel: str, env: dict, mode: str, readonly: list[Path], kernel_log: Path) -> _Attempt:
+    """Run every code cell of `nb` in a kernel of its own (sandboxed in `mode`), errors not
+    stopping it; after cell i in `captures` ({cell: (exercise, names)}), print that exercise's
+    answer values as data. A cell that ignores the interrupt after its timeout gets the kernel
+    killed: the remaining cells are not run."""
+    from nbclient.exceptions import DeadKernelError
+
+    from . import answers, sandbox
+
+    attempt = _Attempt()
+    km, socket_dir = sandbox.kernel_manager(mode, kernel, workdir, readonly)
+    client = _kernel_client(nb, km, timeout, workdir, attempt.errors)
+    t0 = time.perf_counter()
+    try:
+        with open(kernel_log, "w", encoding="utf-8") as klog, client.setup_kernel(env=env, stdout=klog, stderr=klog):
+            for index, cell in enumerate(nb.cells):
+                if cell.cell_type != "code":
+                    continue
+                if attempt.stopped:
+                    break
+                started = time.perf_counter()
+                try:
+                    client.execute_cell(cell, index)
+                except DeadKernelError as e:
+                    attempt.stopped = f"the kernel died in cell {index} ({_first_line(e)})"
+                    attempt.errors.setdefault(index, "the kernel died")
+                    break
+                attempt.durations[index] = time.perf_counter() - started
+                if attempt.errors.get(index, "").startswith("Timeout"):
+                    probe = _run_cell(client, "pass", -1, timeout=GRACE_SECONDS)
+                    if any(o.get("ename") == "Timeout" for o in probe.outputs) or not probe.get("execution_count"):
+                        attempt.stopped = (f"cell {index} ran past {timeout} s and ignored the interrupt: "
+                                           "the kernel was killed")
+                        _kill(km)
+                        break
+                if index in captures:
+                    number, names = captures[index]
+                    capture = _run_cell(client, "from labkit.answers import emit as __labkit_emit\n"
+                                                f"__labkit_emit({number}, {names!r}, globals())\ndel __labkit_emit",
+                                        -2, timeout=max(60, min(timeout, 300)))
+                    record = answers.parse(_stream_text(capture))
+                    if record is None or record.get("exercise") != number:
+                        errs = [o for o in capture.outputs if o.get("output_type") == "error"]
+                        attempt.answers[number] = ("its answer values could not be read"
+                                                   + (f" ({_error_text(errs[0]['ename'], errs[0]['evalue'])})" if errs else ""))
+                    else:
+                        attempt.answers[number] = record["answers"]
+    except DeadKernelError as e:
+        attempt.stopped = attempt.stopped or f"the kernel died ({_first_line(e)}; see {kernel_log})"
+    except Exception as e:  # a kernel that cannot start, a client that loses it
+        attempt.stopped = attempt.stopped or f"{type(e).__name__}: {_first_line(e)}"
+    finally:
+        _kill(km)
+        if socket_dir is not None:
+            shutil.rmtree(socket_dir, ignore_errors=True)
+    attempt.seconds = time.perf_counter() - t0
+    return attempt
+
+
+class _Checker:
+    """The instructor's checks for one reference notebook, in a kernel that never runs a
+    submission's code: it runs the reference up to its first exercise once, then, per
+    submission, the exercise cells with the answers stubbed (as in the student edition), the
+    submission's answer values loaded as data, and the reference's check cells."""
+
+    def __init__(self, reference_path: Path, *, timeout: int, workdir: Path, kernel: str, env: dict, log):
+        import contextlib
+
+        from jupyter_client.manager import AsyncKernelManager
+
+        self.reference = nbformat.read(str(reference_path), as_version=4)
+        self.exercises = find_exercises(self.reference)
+        self.names = {ex.number: _answer_names(self.reference, ex) for ex in self.exercises}
+        self.stubs = student_edition(self.reference, reference_path.name)
+        self.errors: dict[int, str] = {}
+        self.broken = ""
+        self._stack = contextlib.ExitStack()
+        self.km = AsyncKernelManager(kernel_name=kernel)
+        self.client = _kernel_client(copy.deepcopy(self.reference), self.km, timeout, workdir, self.errors)
+        self.first = min((i for ex in self.exercises for i in ex.solution_cells), default=len(self.reference.cells))
+        t0 = time.perf_counter()
+        try:
+            self._stack.enter_context(self.client.setup_kernel(env=env))
+            for index in range(self.first):
+                cell = self.client.nb.cells[index]
+                if cell.cell_type == "code":
+                    self.client.execute_cell(cell, index)
+                    if index in self.errors:
+                        self.broken = f"the reference notebook failed in cell {index}: {self.errors[index]}"
+                        break
+        except Exception as e:
+            self.broken = f"the reference notebook could not run: {type(e).__name__}: {_first_line(e)}"
+        log(f"  reference {reference_path.name} ran to its first exercise in {time.perf_counter() - t0:.0f} s"
+            + (f": {self.broken}" if self.broken else ""))
+
+    def verdicts(self, given: dict[int, dict]) -> dict[int, tuple[bool, str]]:
+        """{exercise: (passed, message)} for the exercises in `given` ({exercise: answers record})."""
+        from . import answers
+
+        out: dict[int, tuple[bool, str]] = {}
+        if self.broken:
+            return {k: (False, f"not graded: {self.broken}") for k in given}
+        owner = {i: ex for ex in self.exercises for i in ex.solution_cells + ex.check_cells}
+        last_solution = {ex.solution_cells[-1]: ex for ex in self.exercises}
+        for index in range(self.first, len(self.reference.cells)):
+            if self.reference.cells[index].cell_type != "code":
+                continue
+            ex = owner.get(index)
+            if ex is not None and index in ex.check_cells and ex.number not in given:
+                continue
+            source = (self.stubs.cells[index].source if ex is not None and index in ex.solution_cells
+                      else self.reference.cells[index].source)
+            self.errors.pop(index, None)
+            cell = _run_cell(self.client, source, index)
+            if ex is not None and index in ex.check_cells:
+                if index in self.errors and ex.number not in out:
+                    out[ex.number] = (False, f"check: {self.errors[index]}".replace("check: ✗ ", "✗ "))
+                elif index == ex.check_cells[-1] and ex.number not in out:
+                    text = "; ".join(line.strip() for line in _stream_text(cell).splitlines()
+                                     if line.strip().startswith("✓"))
+                    out[ex.number] = (True, text or "passed")
+            if index in last_solution and last_solution[index].number in given:
+                number = last_solution[index].number
+                self.errors.pop(-2, None)
+                names = self.names[number]
+                loaded = _run_cell(self.client, f"for __n in {names!r}:\n    globals().pop(__n, None)\n"
+                                                "from labkit.answers import load as __labkit_load\n"
+                                                f"globals().update(__labkit_load({json.dumps(given[number])!r}))\n"
+                                                "del __labkit_load", -2)
+                errs = [o for o in loaded.outputs if o.get("output_type") == "error"]
+                if errs:
+                    out[number] = (False, f"its answer values could not be loaded: "
+                                          f"{_error_text(errs[0]['ename'], errs[0]['evalue'])}")
+        for k in given:
+            out.setdefault(k, (False, "its check did not run in the reference"))
+        return out
+
+    def close(self) -> None:
+        try:
+            self._stack.close()
+        except Exception:
+            pass
+        _kill(self.km)
 
 
 def grade_notebook(path: Path, student: str, *, profile: str, timeout: int, workdir: Path,
                    reference_path: Path | None = None, kernel: str = "python3",
-                   executed_path: Path | None = None) -> NotebookRun:
+                   executed_path: Path | None = None, checker: _Checker | None = None,
+                   mode: str = "none", readonly: list[Path] | None = None, renamed: str = "") -> NotebookRun:
     """Run one submitted notebook to the end (errors do not stop it) and grade each exercise.
 
-    An exercise passes when its solution and check cells ran without error. A cell that runs
-    past `timeout` seconds is interrupted and counts as an error; a dead kernel fails the
-    exercises not yet reached. The kernel runs in `workdir`, with LABKIT_ROOT its parent."""
-    from nbclient import NotebookClient
-    from nbclient.exceptions import DeadKernelError
+    With a reference (the instructor edition of the notebook): the submission runs in a kernel
+    of its own (sandboxed in `mode` "bwrap"); after each exercise's answer cells, the answer's
+    values are read out as data, and `checker` (a kernel that never ran submitted code; started
+    here when not given) runs the reference's checks on them. An exercise passes when its answer
+    cells ran without error and the reference's checks pass on its values. An answer that is code
+    (a function) is checked in the submission's own kernel, with the reference's check cells.
+    A submission whose exercises, tags or name differ from the reference gets a failing
+    `notebook matches the reference` row naming each difference.
+
+    Without a reference: the submission's own check cells decide (no protection against a
+    submission that edits them). The kernel runs in `workdir`, with LABKIT_ROOT its parent."""
+    from . import sandbox
 
     reference = nbformat.read(str(reference_path), as_version=4) if reference_path else None
     expected = find_exercises(reference) if reference is not None else []
+    label = lambda ex: ex.label  # noqa: E731
     try:
         nb = nbformat.read(str(path), as_version=4)
     except Exception as e:  # not JSON, not a notebook
         why = f"cannot read the notebook: {_first_line(e)}"
-        return NotebookRun(student, path.name, [Outcome(student, path.name, ex.label, False, why)
+        return NotebookRun(student, path.name, [Outcome(student, path.name, label(ex), False, why)
                                                 for ex in expected], 0.0, [why], "reference")
-    try:
-        exercises, checks_from = _restore_checks(nb, reference)
-    except GradingError as e:
-        exercises, checks_from = [], str(e)
-    errors: dict[int, str] = {}
-    started: dict[int, float] = {}
-    durations: dict[int, float] = {}
-
-    def on_start(cell, cell_index):
-        started[cell_index] = time.perf_counter()
-
-    def on_complete(cell, cell_index, execute_reply):
-        durations[cell_index] = time.perf_counter() - started.get(cell_index, time.perf_counter())
-
-    def on_error(cell, cell_index, execute_reply):
-        content = execute_reply.get("content", {})
-        errors[cell_index] = _error_text(content.get("ename", "Error"), content.get("evalue", ""))
-
-    # A notebook's own `execution.timeout` (as nbmake reads it) counts from the reference only.
-    nb_timeout = ((reference.metadata.get("execution", {}) or {}) if reference is not None else {}).get(
-        "timeout", timeout)
-    client = NotebookClient(
-        nb, timeout=nb_timeout, kernel_name=kernel, allow_errors=True, interrupt_on_timeout=True,
-        error_on_timeout={"ename": "Timeout", "evalue": f"cell ran past {nb_timeout} s and was interrupted"},
-        resources={"metadata": {"path": str(workdir)}},
-        on_cell_start=on_start, on_cell_executed=on_complete, on_cell_error=on_error)
-    env = {**os.environ, "LABKIT_PROFILE": profile, "LABKIT_ROOT": str(workdir.parent),
-           "LABKIT_RESULTS_DIR": str(workdir.parent / "results"), "MPLBACKEND": "Agg"}
-    stopped = ""
-    kernel_log = workdir.parent / f"kernel-{path.stem}.log"  # the kernel's own messages, not cells'
-    t0 = time.perf_counter()
-    try:
-        with open(kernel_log, "w", encoding="utf-8") as klog:
-            client.execute(env=env, stdout=klog, stderr=klog)
-    except DeadKernelError as e:
-        stopped = f"the kernel died ({_first_line(e)}; see {kernel_log})"
-    except Exception as e:  # a kernel that cannot start, a cell that hangs the client
-        stopped = f"{type(e).__name__}: {_first_line(e)}"
-    seconds = time.perf_counter() - t0
+    mismatches = ([renamed] if renamed else []) + (_mismatches(nb, reference, expected) if reference is not None else [])
+    solutions, checks = _answer_groups(nb)
+    # exercises whose check cells line up with the reference's: the executed notebook shows the
+    # reference's checks there (and an answer that is code is checked by them)
+    aligned = {k for k, (mine, ex) in enumerate(zip(checks, expected)) if len(mine) == len(ex.check_cells)}
+    for k in aligned:
+        for i, j in zip(checks[k], expected[k].check_cells):
+            nb.cells[i].source = reference.cells[j].source
+    captures = {}
+    if reference is not None:
+        for k, ex in enumerate(expected[:len(solutions)]):
+            captures[solutions[k][-1]] = (ex.number, _answer_names(reference, ex))
+    lab_root_dir = workdir.parent
+    env = sandbox.kernel_env({"LABKIT_PROFILE": profile, "LABKIT_ROOT": str(lab_root_dir),
+                              "LABKIT_RESULTS_DIR": str(lab_root_dir / "results"), "MPLBACKEND": "Agg"},
+                             home=lab_root_dir)
+    kernel_log = lab_root_dir / f"kernel-{path.stem}.log"  # the kernel's own messages, not cells'
+    attempt = _run_submission(nb, captures=captures, timeout=timeout, workdir=workdir, kernel=kernel,
+                              env=env, mode=mode, readonly=readonly or [], kernel_log=kernel_log)
     if executed_path is not None:
         _write_notebook(nb, executed_path)
 
-    outcomes = []
-    in_exercise = set()
-    for ex in exercises:
-        cells = ex.solution_cells + ex.check_cells
-        in_exercise.update(cells)
-        failed = next((i for i in cells if i in errors), None)
-        spent = sum(durations.get(i, 0.0) for i in cells)
-        if stopped and any(i not in durations for i in cells):
-            passed, message = False, f"not run: {stopped}"
-        elif not ex.check_cells:
-            passed, message = False, f"no cell tagged `{CHECK_TAG}` checks this exercise"
-        elif failed is not None:
-            where = "your answer raised" if failed in ex.solution_cells else "check:"
-            passed, message = False, f"{where} {errors[failed]}".replace("check: ✗ ", "✗ ")
-        else:
-            passed, message = True, _passed_lines(nb.cells[ex.check_cells[-1]]) or "passed"
-        outcomes.append(Outcome(student, path.name, ex.label, passed, message, round(spent, 2)))
-    for ex in expected[len(exercises):]:  # exercises whose cells or tags the student removed
-        outcomes.append(Outcome(student, path.name, ex.label, False,
-                                "missing from the submission (its `solution`/`check` cells or tags were removed)"))
-    other = [f"cell {i}: {errors[i]}" for i in sorted(errors) if i not in in_exercise]
-    if stopped:
-        other.append(stopped)
-    if not exercises:
-        other.append(f"no exercises found ({checks_from})" if checks_from not in ("reference", "submission")
-                     else "no exercises found (no cell tagged `solution`)")
-    return NotebookRun(student, path.name, outcomes, round(seconds, 1), other, checks_from, executed_path)
+    outcomes: list[Outcome] = []
+    in_exercise: set[int] = set()
+    if reference is None:  # the submission's own checks
+        mine = find_exercises(nb) if not mismatches else []
+        for ex in mine:
+            cells = ex.solution_cells + ex.check_cells
+            in_exercise.update(cells)
+            failed = next((i for i in cells if i in attempt.errors), None)
+            if attempt.stopped and any(i not in attempt.durations for i in cells):
+                passed, message = False, f"not run: {attempt.stopped}"
+            elif not ex.check_cells:
+                passed, message = False, f"no cell tagged `{CHECK_TAG}` checks this exercise"
+            elif failed is not None:
+                where = "your answer raised" if failed in ex.solution_cells else "check:"
+                passed, message = False, f"{where} {attempt.errors[failed]}".replace("check: ✗ ", "✗ ")
+            else:
+                passed, message = True, _passed_lines(nb.cells[ex.check_cells[-1]]) or "passed"
+            spent = sum(attempt.durations.get(i, 0.0) for i in cells)
+            outcomes.append(Outcome(student, path.name, ex.label, passed, message, round(spent, 2)))
+        checks_from = "submission (no reference: its own check cells)"
+    else:
+        pending: dict[int, dict] = {}
+        verdict: dict[int, tuple[bool, str]] = {}
+        for k, ex in enumerate(expected):
+            if k >= len(solutions):
+                verdict[ex.number] = (False, "missing from the submission (its `solution`/`check` cells "
+                                             "or tags were removed)")
+                continue
+            cells = solutions[k]
+            in_exercise.update(cells + checks[k])
+            failed = next((i for i in cells if i in attempt.errors), None)
+            got = attempt.answers.get(ex.number)
+            if attempt.stopped and any(i not in attempt.durations for i in cells):
+                verdict[ex.number] = (False, f"not run: {attempt.stopped}")
+            elif failed is not None:
+                verdict[ex.number] = (False, f"your answer raised {attempt.errors[failed]}")
+            elif isinstance(got, str) or got is None:
+                verdict[ex.number] = (False, got or f"not run: {attempt.stopped or 'no answer was captured'}")
+            elif any(isinstance(v, dict) and "$code" in v for v in got.values()):
+                # code (a function): checked by the reference's check cells in the submission's kernel
+                if k not in aligned:
+                    verdict[ex.number] = (False, "its answer is code, and the notebook's exercises differ "
+                                                 "from the reference, so its checks cannot run")
+                else:
+                    bad = next((i for i in checks[k] if i in attempt.errors), None)
+                    if bad is not None:
+                        verdict[ex.number] = (False, f"check: {attempt.errors[bad]}".replace("check: ✗ ", "✗ "))
+                    elif any(i not in attempt.durations for i in checks[k]):
+                        verdict[ex.number] = (False, f"not run: {attempt.stopped}")
+                    else:
+                        verdict[ex.number] = (True, (_passed_lines(nb.cells[checks[k][-1]]) or "passed")
+                                              + " (code answer: checked in the submission's kernel)")
+            else:
+                pending[ex.number] = got
+        if pending:
+            own = checker is None
+            if own:
+                checker = _Checker(reference_path, timeout=timeout, workdir=workdir.parent.parent / ".reference" / "notebooks",
+                                   kernel=kernel, env=env, log=lambda *a: None)
+            try:
+                verdict.update(checker.verdicts(pending))
+            finally:
+                if own:
+                    checker.close()
+        for ex in expected:
+            passed, message = verdict[ex.number]
+            k = ex.number - 1
+            spent = sum(attempt.durations.get(i, 0.0) for i in solutions[k]) if k < len(solutions) else 0.0
+            outcomes.append(Outcome(student, path.name, ex.label, passed, message, round(spent, 2)))
+        checks_from = "reference (separate kernel)"
+        if mismatches:
+            outcomes.append(Outcome(student, path.name, "notebook matches the reference", False,
+                                    "; ".join(mismatches)))
+    other = [f"cell {i}: {attempt.errors[i]}" for i in sorted(attempt.errors) if i not in in_exercise]
+    if attempt.stopped:
+        other.append(attempt.stopped)
+    if not outcomes:
+        other.append("no exercises found (no cell tagged `solution`)")
+    return NotebookRun(student, path.name, outcomes, round(attempt.seconds, 1), other, checks_from, executed_path)
 
 
 def find_submissions(folder: Path) -> list[tuple[str, Path]]:
@@ -473,34 +801,82 @@ def find_submissions(folder: Path) -> list[tuple[str, Path]]:
     return sorted(found, key=lambda sp: (sp[0], sp[1].name, str(sp[1])))
 
 
+
 def grade(submissions: Path, out: Path, *, profile: str = "smoke", timeout: int = 900,
           root: str | Path | None = None, reference: str | Path | None = None,
-          kernel: str = "python3", log=print) -> list[NotebookRun]:
+          kernel: str = "python3", log=print, sandbox: str | None = None) -> list[NotebookRun]:
     """Grade every notebook under `submissions`; write junit.xml, summary.csv, summary.md and
-    the executed notebooks (executed/<student>/) into `out`. Returns the runs.
+    the executed notebooks (executed/<student key>/) into `out`, after each notebook (atomically),
+    so that a report exists for every notebook graded so far. Returns the runs.
 
-    `reference` is the folder of instructor notebooks whose check cells replace the submitted
-    ones (default: the lab root's notebooks/ when it exists; "" to keep the submitted checks)."""
+    `reference` is the folder of instructor notebooks whose checks decide (default: the lab
+    root's notebooks/ when it exists; "" to use the submitted checks, unprotected). `sandbox`
+    ("auto", "bwrap" or "none"; default $LABKIT_GRADE_SANDBOX or "auto"): see labkit.sandbox."""
+    from . import sandbox as sandboxes
+
     out = Path(out)
     lab = lab_root(root)
     pairs = find_submissions(Path(submissions))
+    try:
+        mode = sandboxes.choose(sandbox or os.environ.get("LABKIT_GRADE_SANDBOX") or "auto")
+    except sandboxes.SandboxUnavailable as e:
+        raise GradingError(str(e)) from None
+    if mode == "bwrap":
+        log("sandbox: bwrap (each student's kernel sees only its own work folder; no network)")
+    else:
+        log("sandbox: none: submissions run as this user, unisolated"
+            + (f" ({sandboxes.bwrap_problem()})" if sandbox != "none" else "") + "; see README, For instructors")
     if reference is None:
         reference = lab / "notebooks" if (lab / "notebooks").is_dir() else ""
-    ref_dir = Path(reference) if reference else None
+    ref_dir = Path(reference).resolve() if reference else None
+    references = {p.name: p for p in sorted(ref_dir.glob("*.ipynb"))} if ref_dir else {}
     out.mkdir(parents=True, exist_ok=True)
-    runs = []
+    readonly = [(lab / "data").resolve()]
+
+    jobs = []  # (reference name or submitted name, student, path, reference path, renamed note)
     for student, path in pairs:
-        box = _sandbox(out, student, lab)
-        workdir = box / "notebooks"
-        ref = ref_dir / path.name if ref_dir and (ref_dir / path.name).exists() else None
-        executed = out / "executed" / re.sub(r"[^\w.-]+", "_", student) / path.name
-        log(f"grading {student}/{path.name} ({profile}) ...")
-        run = grade_notebook(path, student, profile=profile, timeout=timeout, workdir=workdir,
-                             reference_path=ref, kernel=kernel, executed_path=executed)
-        ok = sum(o.passed for o in run.outcomes)
-        log(f"  {ok}/{len(run.outcomes)} exercises pass in {run.seconds:.0f} s"
-            + (f"; other errors: {'; '.join(run.other_errors)}" if run.other_errors else ""))
-        runs.append(run)
+        ref_name, renamed = None, ""
+        if references:
+            try:
+                nb = nbformat.read(str(path), as_version=4)
+            except Exception:
+                nb = None
+            ref_name, renamed = _match_reference(nb, path.name, references)
+            if ref_name is None and nb is not None:
+                renamed = "no reference notebook matches this notebook (renamed or not an exercise notebook)"
+        jobs.append((ref_name or path.name, student, path, references.get(ref_name) if ref_name else None, renamed))
+    jobs.sort(key=lambda j: (j[0], j[1], str(j[2])))  # chapter by chapter: a student's in book order
+
+    runs: list[NotebookRun] = []
+    checker, checker_for = None, None
+    try:
+        for name, student, path, ref_path, renamed in jobs:
+            if ref_path is not None and checker_for != ref_path:
+                if checker is not None:
+                    checker.close()
+                log(f"starting the checks of {ref_path.name} ...")
+                ref_box = _sandbox(out, ".reference", lab)
+                env = {**os.environ, "LABKIT_PROFILE": profile, "LABKIT_ROOT": str(ref_box),
+                       "LABKIT_RESULTS_DIR": str(ref_box / "results"), "MPLBACKEND": "Agg"}
+                checker, checker_for = _Checker(ref_path, timeout=timeout, workdir=ref_box / "notebooks",
+                                                kernel=kernel, env=env, log=log), ref_path
+            box = _sandbox(out, student, lab)
+            executed = out / "executed" / _key(student) / path.name
+            log(f"grading {student}/{path.name} ({profile}) ...")
+            run = grade_notebook(path, student, profile=profile, timeout=timeout, workdir=box / "notebooks",
+                                 reference_path=ref_path, kernel=kernel, executed_path=executed,
+                                 checker=checker if ref_path is not None else None, mode=mode,
+                                 readonly=readonly, renamed=renamed)
+            if renamed and ref_path is None and not run.outcomes:
+                run.outcomes.append(Outcome(student, path.name, "notebook matches the reference", False, renamed))
+            ok = sum(o.passed for o in run.outcomes)
+            log(f"  {ok}/{len(run.outcomes)} exercises pass in {run.seconds:.0f} s"
+                + (f"; other errors: {'; '.join(run.other_errors)}" if run.other_errors else ""))
+            runs.append(run)
+            write_reports(runs, out, profile=profile, root=lab)
+    finally:
+        if checker is not None:
+            checker.close()
     write_reports(runs, out, profile=profile, root=lab)
     return runs
 

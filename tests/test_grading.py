@@ -174,7 +174,7 @@ def test_grade_reports_every_exercise(tmp_path):
                "--reference", str(reference), "--lab-root", str(ROOT)])
     assert rc == 1  # some exercises fail
     report = _read_report(out)
-    assert len(report) == 15
+    assert len(report) == 16  # 15 exercises, and erin's notebook does not match the reference
     labels = ["1. Double it", "2. Triple", "3. Both"]
     assert [report["alice", "tiny.ipynb", e][0] for e in labels] == ["pass"] * 3
     assert report["alice", "tiny.ipynb", "1. Double it"][1] == "✓ double"
@@ -192,16 +192,18 @@ def test_grade_reports_every_exercise(tmp_path):
     assert report["dave", "tiny.ipynb", "1. Double it"][1].startswith("cannot read the notebook")
     assert [report["erin", "tiny.ipynb", e][0] for e in labels] == ["pass", "pass", "fail"]
     assert report["erin", "tiny.ipynb", "3. Both"][1].startswith("missing from the submission")
+    assert report["erin", "tiny.ipynb", "notebook matches the reference"] == (
+        "fail", "2 exercise(s) tagged `solution`, the reference has 3")
 
     suites = ET.parse(out / "junit.xml").getroot()
-    # 15 exercises, and a failing `notebook runs` case for carol (1 / 0) and dave (unreadable)
-    assert suites.get("tests") == "17" and suites.get("failures") == "12"
+    # 16 rows, and a failing `notebook runs` case for carol (1 / 0) and dave (unreadable)
+    assert suites.get("tests") == "18" and suites.get("failures") == "13"
     carol_suite = next(s for s in suites if s.get("name") == "carol/tiny.ipynb")
     notebook_case = next(c for c in carol_suite if c.get("name") == "notebook runs")
     assert "ZeroDivisionError" in notebook_case.find("failure").get("message")
     markdown = (out / "summary.md").read_text()
-    assert "15 exercise(s): **5 pass, 10 fail**" in markdown
-    assert (out / "executed" / "bob" / "tiny.ipynb").exists()
+    assert "16 exercise(s): **5 pass, 11 fail**" in markdown
+    assert (out / "executed" / grading._key("bob") / "tiny.ipynb").exists()
     assert not list((tmp_path / "submissions").rglob("results"))  # runs write under the report folder
 
 
