@@ -72,7 +72,14 @@ book: setup vendor real-model
 	@# would not read its page again: mark such pages for re-reading, so they execute again. After
 	@# the build, fail if any notebook of the book has no successful run or no results file.
 	@$(BIN)/python book/check_build.py --before
+	@# The summary (chapter 11) reads the other chapters' results files, which jupyter-cache does
+	@# not see: it runs again whenever they differ from those it last read (its results file
+	@# records their SHA-256), checked before the build and after it (a chapter that ran in this
+	@# build rewrote its file), then once more if needed.
+	@$(BIN)/python -m labkit.summary refresh || true
 	@$(BIN)/jupyter-book build . -W --keep-going; rc=$$?; \
+	if [ $$rc -eq 0 ] && ! $(BIN)/python -m labkit.summary refresh; then \
+	  $(BIN)/jupyter-book build . -W --keep-going || rc=1; fi; \
 	$(BIN)/python book/check_build.py || rc=1; \
 	if [ $$rc -ne 0 ]; then echo "make book FAILED: the book is incomplete (see above)"; exit 1; fi
 	@echo "Open _build/html/index.html"

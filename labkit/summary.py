@@ -516,3 +516,70 @@ def write_summary_results(results, results_dir: str | Path | None = None) -> Pat
     validate(doc, target)
     write_json_atomic(target, doc)
     return target
+
+
+# ---- never stale: `make book` runs the summary again whenever a results file changed ----------
+def is_fresh(profile: str, results_dir: str | Path | None = None) -> bool:
+    """True when the summary's results file records exactly the chapter files that exist now
+    (same names, same SHA-256): its page shows the current results."""
+    own = Path(results_dir or paths.RESULTS_DIR) / profile / f"{SUMMARY_CHAPTER}.json"
+    try:
+        recorded = json.loads(own.read_text()).get("inputs")
+    except (OSError, ValueError):
+        return False
+    return recorded == input_digests(profile, results_dir)
+
+
+def forget_executed(notebook: str | Path, build_dir: str | Path, root: str | Path = ".") -> bool:
+    """Remove `notebook`'s current code from the book's jupyter cache and delete its doctree, so
+    the next `jupyter-book build` reads the page and executes it again. True if a cached run
+    was removed."""
+    import nbformat
+    from jupyter_cache import get_cache
+
+    notebook, build_dir = Path(notebook), Path(build_dir)
+    doctree = build_dir / ".doctrees" / notebook.resolve().relative_to(Path(root).resolve()).with_suffix(".doctree")
+    doctree.unlink(missing_ok=True)
+    cache_dir = build_dir / ".jupyter_cache"
+    if not cache_dir.exists():
+        return False
+    cache = get_cache(str(cache_dir))
+    try:
+        record = cache.match_cache_notebook(nbformat.read(notebook, as_version=4))
+    except KeyError:
+        return False
+    cache.remove_cache(record.pk)
+    return True
+
+
+def refresh(build_dir: str | Path = "_build", notebook: str | Path = f"notebooks/{SUMMARY_CHAPTER}.ipynb",
+            profile: str | None = None, results_dir: str | Path | None = None, root: str | Path = ".") -> bool:
+    """`make book`'s rule for the summary, before and after `jupyter-book build`: if the chapter
+    results differ from those the summary last read, forget its executed copy (it runs again in
+    the next build) and return False; True when it is fresh."""
+    if profile is None:
+        from .profiles import get_profile
+
+        profile = get_profile().name
+    if is_fresh(profile, results_dir):
+        return True
+    forget_executed(notebook, build_dir, root)
+    return False
+
+
+if __name__ == "__main__":
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description="python -m labkit.summary refresh: exit 0 when the "
+                                     "summary chapter read the current results, else forget its cached "
+                                     "run (it executes in the next jupyter-book build) and exit 1")
+    parser.add_argument("command", choices=["refresh"])
+    parser.add_argument("--build-dir", default="_build")
+    parser.add_argument("--notebook", default=f"notebooks/{SUMMARY_CHAPTER}.ipynb")
+    parser.add_argument("--profile", default=None)
+    args = parser.parse_args()
+    fresh = refresh(args.build_dir, args.notebook, args.profile)
+    if not fresh:
+        print(f"summary: the results changed since {args.notebook} last ran; it runs again in this build")
+    sys.exit(0 if fresh else 1)
