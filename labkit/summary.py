@@ -213,11 +213,12 @@ def every_run(docs: dict[str, dict]):
 
 # ---- derived qualitative columns --------------------------------------------------------------
 COST_RULE = ("compute cost = wall time × peak memory of the chapter's headline run, relative to full "
-             "fine-tuning's headline run: no trained parameters → None; under 0.25 → Low; 0.25 to 0.75 "
-             "→ Medium; 0.75 to 1.5 → High; over 1.5 → Very high")
-DATA_RULE = ("data need = training examples of the headline run relative to full fine-tuning's: none → "
-             "None; under 0.25 → Low; 0.25 to 1.5 → Medium; over 1.5 → High; with the kind of data the "
-             "run's method consumes (labeled examples, unlabeled tokens, preference pairs, ...)")
+             "fine-tuning's headline run (the reference, Very high by definition): no trained parameters "
+             "→ None; under 0.2 → Low; 0.2 to 0.5 → Medium; 0.5 to 0.9 → High; 0.9 or more → Very high")
+DATA_RULE = ("data need = training examples of the headline run relative to full fine-tuning's (the "
+             "reference, High by definition): none → None; under 0.2 → Low; 0.2 to 0.6 → Medium; 0.6 or "
+             "more → High; beside it the kind of data the run's method consumes (labeled examples, "
+             "unlabeled tokens, preference pairs, teacher outputs)")
 REFERENCE_CHAPTER = "04_full_finetuning"
 
 
@@ -240,7 +241,7 @@ def cost_level(row, reference) -> str | None:
     if not ref > 0:
         return None
     ratio = row["wall_time_s"] * row["peak_memory_mb"] / ref
-    return _bin(ratio, [(0.25, "Low"), (0.75, "Medium"), (1.5, "High")], "Very high")
+    return _bin(ratio, [(0.2, "Low"), (0.5, "Medium"), (0.9, "High")], "Very high")
 
 
 def data_level(row, reference) -> str | None:
@@ -252,7 +253,7 @@ def data_level(row, reference) -> str | None:
     if reference is None or reference["status"] != "measured" or not reference["train_examples"] > 0:
         return None
     ratio = row["train_examples"] / reference["train_examples"]
-    return _bin(ratio, [(0.25, "Low"), (1.5, "Medium")], "High")
+    return _bin(ratio, [(0.2, "Low"), (0.6, "Medium")], "High")
 
 
 def seed_comparison(table):
@@ -275,7 +276,8 @@ def seed_comparison(table):
             out[f"{column}_seed"] = seed_text
             out[f"{column}_measured"] = derived or "n/a"
             levels = seed_levels(seed_text)
-            out[f"{column}_agrees"] = ("n/a" if derived is None or not levels
+            out[f"{column}_agrees"] = ("n/a (the reference)" if row["chapter"] == REFERENCE_CHAPTER
+                                       else "n/a" if derived is None or not levels
                                        else "agree" if derived in levels else "disagree")
         out["data_kind"] = row["data_kind"]
         rows.append(out)
@@ -485,7 +487,8 @@ def display_table(table, estimates=None):
             gain += f" [{interval[0]:+.3g}, {interval[1]:+.3g}]"
         row = {
             "method": r["method"], "status": r["status"],
-            "trainable": _num(r["trainable_params"], lambda n: f"{_human(n)} ({r['trainable_pct']:.2g}%)"),
+            "trainable": _num(r["trainable_params"], lambda n: f"{_human(n)} ({r['trainable_pct']:.2g}%)"
+                              if r["trainable_pct"] < 10 else f"{_human(n)} ({r['trainable_pct']:.0f}%)"),
             "peak memory": _num(r["peak_memory_mb"], lambda m: f"{m:,.0f} MB {r['memory_kind']}"),
             "wall time": _num(r["wall_time_s"], lambda s: f"{s:,.1f} s"),
             "examples / tokens": _num(r["train_examples"], lambda n: f"{n:,.0f} / " + _num(r["train_tokens"], _human)),

@@ -194,13 +194,27 @@ def test_derived_levels_follow_the_stated_rule():
     # LoRA: 10 s x 500 MB against full FT's 20 s x 1000 MB = 0.25 -> Medium; seed says Low–Medium.
     assert comparison.loc["03_lora", "compute_cost_measured"] == "Medium"
     assert comparison.loc["03_lora", "compute_cost_agrees"] == "agree"
-    assert comparison.loc["04_full_finetuning", "compute_cost_measured"] == "High"   # ratio 1
-    assert comparison.loc["04_full_finetuning", "compute_cost_agrees"] == "disagree"  # seed: Very high
+    assert comparison.loc["04_full_finetuning", "compute_cost_measured"] == "Very high"  # ratio 1
+    assert comparison.loc["04_full_finetuning", "compute_cost_agrees"] == "n/a (the reference)"
     assert comparison.loc["01_prompt_engineering", "compute_cost_measured"] == "None"
     assert comparison.loc["01_prompt_engineering", "data_need_agrees"] == "agree"
-    assert comparison.loc["03_lora", "data_need_measured"] == "Medium"                # 100 / 100
+    assert comparison.loc["03_lora", "data_need_measured"] == "High"                  # 100 / 100
+    assert comparison.loc["03_lora", "data_need_agrees"] == "disagree"                # seed: Medium
     assert comparison.loc["06_rlhf", "compute_cost_agrees"] == "n/a"                  # no headline
     assert "00_base_model" not in comparison.index                                    # context row
+
+
+@pytest.mark.parametrize("wall, examples, cost, data", [
+    (1.0, 10, "Low", "Low"), (3.9, 19, "Low", "Low"), (4.0, 20, "Medium", "Medium"),
+    (9.9, 59, "Medium", "Medium"), (10.0, 60, "High", "High"), (17.9, 100, "High", "High"),
+    (18.0, 500, "Very high", "High")])
+def test_level_bins(wall, examples, cost, data):
+    # reference: 20 s x 1000 MB, 100 examples; the row: wall s x 1000 MB
+    table = summary.measured_table(_book())
+    ref = _row(table, "04_full_finetuning")
+    row = ref.copy()
+    row["wall_time_s"], row["train_examples"] = wall, examples
+    assert summary.cost_level(row, ref) == cost and summary.data_level(row, ref) == data
 
 
 def test_derived_levels_need_the_reference():
