@@ -140,12 +140,22 @@ def check_device() -> list[Check]:
     status = "OK" if ram.available >= MIN_FREE_RAM_GIB * GIB else "WARN"
     checks.append(Check(status, "memory", f"{ram.available / GIB:.1f} GiB free of {ram.total / GIB:.1f} GiB RAM"
                         + ("" if status == "OK" else " : close other programs or use LABKIT_PROFILE=smoke")))
-    disk = shutil.disk_usage(paths.ROOT)
+    where = next((p for p in [paths.ROOT, *paths.ROOT.parents] if p.exists()), Path("/"))
+    disk = shutil.disk_usage(where)  # LABKIT_ROOT may point nowhere: check_root reports that
     free = disk.free / GIB
     status = "FAIL" if free < MIN_FREE_DISK_GIB else "WARN" if free < LOW_FREE_DISK_GIB else "OK"
     checks.append(Check(status, "disk", f"{free:.1f} GiB free of {disk.total / GIB:.1f} GiB at {paths.ROOT}"
                         + ("" if status == "OK" else " : free some space (`make clean` removes the build)")))
     return checks
+
+
+def check_root() -> Check:
+    """The lab's folder: a LABKIT_ROOT that does not exist or has no data/ is a FAIL."""
+    if paths.ROOT_PROBLEM or paths.root_problem():
+        return Check("FAIL", "lab folder", f"{paths.ROOT_PROBLEM or paths.root_problem()}: unset LABKIT_ROOT "
+                                           "or point it at the lab's folder")
+    how = "from LABKIT_ROOT" if os.environ.get("LABKIT_ROOT", "").strip() else "found from the current folder"
+    return Check("OK", "lab folder", f"{paths.ROOT} ({how})")
 
 
 def check_profile() -> Check:
@@ -157,6 +167,17 @@ def check_profile() -> Check:
     except ValueError as err:
         return Check("FAIL", "profile", str(err))
     how = f"from LABKIT_PROFILE={asked}" if asked else "chosen automatically (set LABKIT_PROFILE to change it)"
+    if profile.name == "gpu":
+        try:
+            import torch
+
+            cuda = torch.cuda.is_available()
+        except Exception:  # torch itself failing is reported by the imports check
+            cuda = True
+        if not cuda:
+            return Check("WARN", "profile", f"gpu, {how}, but no CUDA GPU is visible: the gpu profile's runs "
+                                            "are sized for a GPU and will be slow on this CPU "
+                                            "(use LABKIT_PROFILE=cpu, or install a CUDA build of torch)")
     return Check("OK", "profile", f"{profile.name}, {how}")
 
 
@@ -167,6 +188,8 @@ def check_model() -> Check:
         where = resolve_model_path(None)
     except ModelNotAvailable as err:
         return Check("FAIL", "model", str(err))
+    except Exception as err:  # any other surprise in the value: a line, not a traceback
+        return Check("FAIL", "model", f"{type(err).__name__}: {str(err)[:200]}")
     source = f"LABKIT_MODEL={os.environ['LABKIT_MODEL']}" if os.environ.get("LABKIT_MODEL") else "the embedded model"
     folder = Path(where)
     if not folder.is_dir():
@@ -207,7 +230,7 @@ def run_checks(root: Path | None = None) -> list[Check]:
     checks += check_imports()
     if not any(c.status == "FAIL" and c.name.startswith("import torch") for c in checks):
         checks += check_device()
-    checks += [check_profile(), check_model(), check_data()]
+    checks += [check_root(), check_profile(), check_model(), check_data()]
     return checks
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
 
 from . import paths
-from .paths import MODELS_DIR, ROOT
+from .paths import MODELS_DIR, ROOT, ROOT_PROBLEM
 
 EMBEDDED_MODEL = "labworld-base"
 
@@ -32,17 +32,55 @@ def base_config(vocab_size: int, eos_token_id: int, pad_token_id: int, hidden_si
                        pad_token_id=pad_token_id)
 
 
+def _is_hub_id(name: str) -> bool:
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
+
+
 def resolve_model_path(name: str | None = None) -> str:
     """`None` → $LABKIT_MODEL or the embedded model; an embedded name or an existing directory →
-    its path; anything else is treated as a Hub id."""
+    its path; anything else that is a valid Hub id is treated as one.
+
+    A relative path is looked up in the current folder, then in the lab's folder (notebooks run in
+    `notebooks/`, so `LABKIT_MODEL=data/models/x` works from both). Raises ModelNotAvailable,
+    naming the variable, for a value with a leading or trailing space, a file instead of a folder,
+    or a path that exists nowhere (instead of the Hub's "Repo id must be in the form ...")."""
+    from_env = not name and bool(os.environ.get("LABKIT_MODEL"))
     name = name or os.environ.get("LABKIT_MODEL") or EMBEDDED_MODEL
+    what = f"LABKIT_MODEL={name!r}" if from_env else f"The model {name!r}"
+    if name != name.strip():
+        raise ModelNotAvailable(f"{what} has a space at its start or end: remove it "
+                                f"({name.strip()!r}).")
     if (MODELS_DIR / name).is_dir():
         return str(MODELS_DIR / name)
-    if Path(name).expanduser().is_dir():
-        return str(Path(name).expanduser())
+    path = Path(name).expanduser()
+    candidates = [path] if path.is_absolute() else [path, ROOT / path]
+    for candidate in candidates:
+        if candidate.is_dir():
+            return str(candidate)
+        if candidate.is_file():
+            folder = candidate.parent
+            raise ModelNotAvailable(
+                f"{what} is a file ({candidate.resolve()}), not a model folder: point it at the folder that "
+                "holds config.json, the tokenizer and the *.safetensors weights"
+                + (f", here {folder.resolve()}." if (folder / "config.json").exists() else "."))
     if name == EMBEDDED_MODEL:
+        if ROOT_PROBLEM:
+            raise ModelNotAvailable(f"The embedded model is not under {MODELS_DIR / name}: {ROOT_PROBLEM}.")
         raise ModelNotAvailable(f"The embedded model is missing from {MODELS_DIR / name}. "
                                 "Rebuild it with: python -m labkit pretrain")
+    if path.is_absolute() or name.startswith((".", "~")) or not _is_hub_id(name):
+        looked = ", ".join(str(c.resolve()) for c in candidates)
+        raise ModelNotAvailable(
+            f"{what} is not a folder (looked in {looked}) and not a Hugging Face Hub id. A relative path "
+            f"is read from the current folder ({Path.cwd()}), then from the lab's folder ({ROOT}); give a "
+            "folder with config.json, a tokenizer and *.safetensors weights, or a Hub id such as "
+            "'HuggingFaceTB/SmolLM2-135M'.")
     return name
 
 
