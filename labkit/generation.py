@@ -34,14 +34,15 @@ def has_virtual_tokens(model) -> bool:
     return bool(getattr(config, "is_prompt_learning", False))
 
 
-def chat_prompt(tokenizer, user: str) -> str:
-    """One user turn rendered by the tokenizer's chat template, ending where the assistant's reply
-    starts (`add_generation_prompt=True`). Raises ValueError for a tokenizer without a template."""
+def chat_prompt(tokenizer, chat: str | list[dict]) -> str:
+    """A conversation rendered by the tokenizer's chat template, ending where the assistant's reply
+    starts (`add_generation_prompt=True`). `chat` is one user turn (a string) or a list of
+    `{"role", "content"}` messages. Raises ValueError for a tokenizer without a template."""
     if not getattr(tokenizer, "chat_template", None):
         raise ValueError("this tokenizer has no chat template: chat prompts need a chat (instruct) "
                          "model, or a tokenizer with `chat_template` set")
-    return tokenizer.apply_chat_template([{"role": "user", "content": user}], tokenize=False,
-                                         add_generation_prompt=True)
+    messages = [{"role": "user", "content": chat}] if isinstance(chat, str) else chat
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
 def end_of_turn_id(tokenizer) -> int:
@@ -144,13 +145,13 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 16, bat
 
 
 @torch.no_grad()
-def chat_replies(model, tokenizer, users: list[str], max_new_tokens: int = 24,
+def chat_replies(model, tokenizer, chats: list[str | list[dict]], max_new_tokens: int = 24,
                  batch_size: int = 32) -> list[tuple[str, bool]]:
-    """Greedy replies to single user turns, each as (text, ended): `ended` is True when the model
-    emitted a stop token (`stop_token_ids`: end of turn or EOS) within `max_new_tokens`, i.e. it
-    stopped by itself. Introduced in chapter 5 (instruction tuning)."""
+    """Greedy replies to chats (each a user turn, or a list of messages: `chat_prompt`), each as
+    (text, ended): `ended` is True when the model emitted a stop token (`stop_token_ids`: end of
+    turn or EOS) within `max_new_tokens`, i.e. it stopped by itself. Introduced in chapter 5."""
     stop_ids = stop_token_ids(tokenizer)
-    rows = _generate_padded(model, tokenizer, [chat_prompt(tokenizer, u) for u in users],
+    rows = _generate_padded(model, tokenizer, [chat_prompt(tokenizer, c) for c in chats],
                             max_new_tokens, batch_size, stop_ids)
     out = []
     for row in rows:

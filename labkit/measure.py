@@ -100,10 +100,11 @@ def record_run(m: Measurement, model: torch.nn.Module, trainer=None, *, method: 
     (`loss_history`), and the model's name and weights hash (`labkit.model.model_info(model)`, or
     `info` to name another, e.g. the base under a peft model) — one entry of the results file's
     `runs` list (`Measurement.as_run`; labkit/schema/results.schema.json). `trainer` is None for a
-    run that only evaluates."""
+    run that only evaluates: it trained no parameter (`trainable_params` 0)."""
     from .model import model_info
 
     trainable, total = count_params(model)
+    trainable = trainable if trainer is not None else 0
     if trainer is not None and m.tokens is None:
         m.tokens = trainer.state.num_input_tokens_seen or None
     return m.as_run(name=name, method=method, **(info if info is not None else model_info(model)),

@@ -21,7 +21,7 @@ class Profile:
     seed: int = 0
     train_steps: int = 150         # optimiser steps per training run
     batch_size: int = 8            # examples per step
-    checkpoints_per_run: int = 4   # sft_config saves this many checkpoints per run (0: none), to resume after a restart
+    checkpoints_per_run: int = 4   # trainer_args saves this many checkpoints per run (0: none), to resume after a restart
     eval_examples: int = 200       # held-out items scored per evaluation (fewer if a split has fewer)
     pretrain_demo_steps: int = 60      # chapter 0 re-runs the recipe briefly on a corpus slice (~1 min)
     pretrain_demo_docs: int = 20000

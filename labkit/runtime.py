@@ -8,7 +8,7 @@ A notebook starts with
 and its results file records `environment()`, so every number says which machine made it.
 
 The device rule lives here and nowhere else: `train_on_cpu(profile)` decides, `compute_device`
-names the device, trainers get `use_cpu=train_on_cpu(profile)` (see `labkit.training.sft_config`),
+names the device, trainers get `use_cpu=train_on_cpu(profile)` (from `labkit.training.trainer_args`),
 `pretrain.py` and `measure.measure` ask the same functions.
 """
 from __future__ import annotations
@@ -83,6 +83,26 @@ def seed_everything(seed: int) -> None:
     # use. It changes no result of correct code, and cost a quarter of chapter 3's training time
     # on a CPU (0.24 s a step instead of 0.18; PyTorch docs: torch.utils.deterministic).
     torch.utils.deterministic.fill_uninitialized_memory = False
+
+
+@contextmanager
+def same_random_stream():
+    """Run a side computation (a check against the library, a probe) without moving the random
+    streams the rest of the chapter draws from: Python's `random`, NumPy's global generator and
+    torch's CPU and CUDA generators are saved before the block and restored after it, even on
+    error. A Trainer built inside the block reseeds them (`transformers.set_seed`); after it,
+    the chapter's later numbers are those of a run without the block."""
+    import random
+
+    import numpy as np
+
+    state = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=range(torch.cuda.device_count()) if torch.cuda.is_available() else []):
+        try:
+            yield
+        finally:
+            random.setstate(state[0])
+            np.random.set_state(state[1])
 
 
 def quiet() -> None:

@@ -17,8 +17,8 @@ TOOLS = sorted((ROOT / "tools").glob("*.py"))
 
 # Each pattern is a device decision; the message says what to write instead.
 FORBIDDEN = {
-    r"\buse_cpu\b": "trainer arguments come from labkit.training.trainer_args (it sets use_cpu)",
-    r"\bno_cuda\b": "trainer arguments come from labkit.training.trainer_args",
+    r"\buse_cpu\s*=(?!=)": "trainer arguments come from labkit.training.trainer_args (it sets use_cpu)",
+    r"\bno_cuda\s*=(?!=)": "trainer arguments come from labkit.training.trainer_args",
     r"cuda\.is_available": "the device comes from labkit.runtime.compute_device(profile)",
     r"\.type\s*[!=]=": "the device comes from labkit.runtime.compute_device(profile)",
     r"\.cuda\(\)|\.cpu\(\)\s*$": "move models and tensors with .to(device), device = compute_device(profile)",
@@ -89,7 +89,8 @@ def test_trainer_args_follow_the_rule(config_name, profile_name, tmp_path, monke
         assert expected == (profile_name == "cpu" or not cuda)
         if not expected and not torch.backends.cuda.is_built():
             continue  # a CPU build of torch cannot make a CUDA config: the rule above is what matters
-        args = trainer_args(profile, tmp_path, config, max_steps=7)
+        extra = {"num_generations": 2} if config_name in ("GRPOConfig", "RLOOConfig") else {}  # divides the batch
+        args = trainer_args(profile, tmp_path, config, max_steps=7, **extra)
         assert isinstance(args, config)
         assert args.use_cpu is expected and args.seed == profile.seed and args.max_steps == 7
         assert args.per_device_train_batch_size == profile.batch_size and args.report_to == []
