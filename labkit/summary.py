@@ -401,7 +401,7 @@ def load_model_config(name: str, config_dir: str | Path | None = None):
     return AutoConfig.for_model(data.pop("model_type"), **data)
 
 
-def _meta_model(config, trainable_all: bool, extra_trainable: int = 0, layers: int | None = None):
+def meta_model(config, trainable_all: bool, extra_trainable: int = 0, layers: int | None = None):
     """The model on the meta device (no memory, no weights) in bf16; `extra_trainable` adds that
     many trainable parameters (an adapter, a soft prompt) to a frozen model."""
     import copy
@@ -439,8 +439,8 @@ def real_scale_memory(batch_size: int = 4, seq_len: int = 1024, config_dir: str 
     table = {}
     for size, file in (models or REAL_MODELS).items():
         config = load_model_config(file, config_dir)
-        frozen = _meta_model(config, trainable_all=False)
-        full = _meta_model(config, trainable_all=True)
+        frozen = meta_model(config, trainable_all=False)
+        full = meta_model(config, trainable_all=True)
         weights_gb = estimate_training_memory_mb(frozen, batch_size, seq_len)["weights"] * mb
 
         def est(model):
@@ -449,14 +449,14 @@ def real_scale_memory(batch_size: int = 4, seq_len: int = 1024, config_dir: str 
         h, n_layers = config.hidden_size, config.num_hidden_layers
         full_gb = est(full)
         table[size] = {
-            "prompt_tuning": est(_meta_model(config, False, 20 * h)),
-            "lora": est(_meta_model(config, False, _lora_params(frozen))),
+            "prompt_tuning": est(meta_model(config, False, 20 * h)),
+            "lora": est(meta_model(config, False, _lora_params(frozen))),
             "full_ft": full_gb,
             "instruction_tuning": full_gb,
             "rlhf": full_gb + weights_gb,
             "domain_adaptation": full_gb,
-            "distillation": est(_meta_model(config, True, layers=max(1, n_layers // 2))) + weights_gb,
-            "adapters": est(_meta_model(config, False, n_layers * 2 * (2 * h * 64 + 64 + h))),
+            "distillation": est(meta_model(config, True, layers=max(1, n_layers // 2))) + weights_gb,
+            "adapters": est(meta_model(config, False, n_layers * 2 * (2 * h * 64 + 64 + h))),
         }
     return pd.DataFrame(table)
 

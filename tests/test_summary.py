@@ -310,3 +310,45 @@ def recommend_chapter(method):
     from labkit.chooser import _CHAPTER
 
     return _CHAPTER[method][0]
+
+
+# ---- chapter 11's exercise checks: the right answer passes, plausible wrong ones fail -----------
+def _checks():
+    from pathlib import Path
+
+    import nbformat
+
+    nb = nbformat.read(Path(__file__).resolve().parents[1] / "notebooks" / "11_summary.ipynb", as_version=4)
+    tagged = lambda tag: [c.source for c in nb.cells if tag in c.metadata.get("tags", [])]  # noqa: E731
+    return tagged("solution"), tagged("check")
+
+
+def _passes(check_source, **answers):
+    try:
+        exec(compile(check_source, "check", "exec"), dict(answers))
+    except AssertionError:
+        return False
+    return True
+
+
+def test_exercise_cells_have_markers_and_checks():
+    solutions, checks = _checks()
+    assert len(solutions) == len(checks) == 2
+    assert all("### BEGIN SOLUTION" in s and "### END SOLUTION" in s for s in solutions)
+
+
+def test_exercise_1_check():
+    _, checks = _checks()
+    n = 1_711_376_384  # the 1.7B configuration, tied embeddings counted once
+    assert _passes(checks[0], full_ft_gb=18 * n / 1e9)
+    assert not _passes(checks[0], full_ft_gb=16 * n / 1e9)                  # ZeRO's 16 bytes
+    assert not _passes(checks[0], full_ft_gb=18 * n / 2**30)                # GiB, not GB
+    assert not _passes(checks[0], full_ft_gb=18 * (n + 49152 * 2048) / 1e9)  # embeddings counted twice
+    assert not _passes(checks[0], full_ft_gb=...)
+
+
+def test_exercise_2_check():
+    _, checks = _checks()
+    assert _passes(checks[1], method="lora")
+    for wrong in ("full_ft", "prompting", "LoRA", ...):
+        assert not _passes(checks[1], method=wrong)
