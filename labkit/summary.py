@@ -462,10 +462,6 @@ def real_scale_memory(batch_size: int = 4, seq_len: int = 1024, config_dir: str 
 
 
 # ---- display and the summary's own results file ---------------------------------------------
-def _num(value, fmt):
-    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else fmt(value)
-
-
 def _human(n: float) -> str:
     for unit, size in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
         if n >= size:
@@ -479,25 +475,27 @@ def display_table(table, estimates=None):
     column per model size."""
     import pandas as pd
 
+    def fmt(value, template):
+        return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else template.format(value)
+
     rows = []
     for _, r in table.iterrows():
         interval = r["interval"]
-        gain = _num(r["gain"], lambda g: f"{g:+.3g}")
+        gain = fmt(r["gain"], "{:+.3g}")
         if isinstance(interval, list):
             gain += f" [{interval[0]:+.3g}, {interval[1]:+.3g}]"
-        row = {
-            "method": r["method"], "status": r["status"],
-            "trainable": _num(r["trainable_params"], lambda n: f"{_human(n)} ({r['trainable_pct']:.2g}%)"
-                              if r["trainable_pct"] < 10 else f"{_human(n)} ({r['trainable_pct']:.0f}%)"),
-            "peak memory": _num(r["peak_memory_mb"], lambda m: f"{m:,.0f} MB {r['memory_kind']}"),
-            "wall time": _num(r["wall_time_s"], lambda s: f"{s:,.1f} s"),
-            "examples / tokens": _num(r["train_examples"], lambda n: f"{n:,.0f} / " + _num(r["train_tokens"], _human)),
-            "artifact": _num(r["artifact_mb"], lambda m: f"{m:.3g} MB"),
-            "headline": "—" if r["metric"] is None else
-            f"{r['metric']}: {_num(r['before'], lambda v: f'{v:.3g}')} → {_num(r['after'], lambda v: f'{v:.3g}')}",
-            "gain [95% interval]": gain,
-            "claims held": _num(r["claims_total"], lambda t: f"{r['claims_held']:.0f} / {t:.0f}"),
-        }
+        pct = r["trainable_pct"]
+        trainable = "—" if math.isnan(r["trainable_params"]) else (
+            f"{_human(r['trainable_params'])} ({pct:.2g}%)" if pct < 10 else f"{_human(r['trainable_params'])} ({pct:.0f}%)")
+        examples = "—" if math.isnan(r["train_examples"]) else (
+            f"{r['train_examples']:,.0f} / " + ("—" if math.isnan(r["train_tokens"]) else _human(r["train_tokens"])))
+        headline = "—" if r["metric"] is None else f"{r['metric']}: {fmt(r['before'], '{:.3g}')} → {fmt(r['after'], '{:.3g}')}"
+        claims = "—" if math.isnan(r["claims_total"]) else f"{r['claims_held']:.0f} / {r['claims_total']:.0f}"
+        row = {"method": r["method"], "status": r["status"], "trainable": trainable,
+               "peak memory": fmt(r["peak_memory_mb"], "{:,.0f} MB " + str(r["memory_kind"])),
+               "wall time": fmt(r["wall_time_s"], "{:,.1f} s"), "examples / tokens": examples,
+               "artifact": fmt(r["artifact_mb"], "{:.3g} MB"), "headline": headline,
+               "gain [95% interval]": gain, "claims held": claims}
         seed = SEED_BY_CHAPTER.get(r["chapter"])
         if estimates is not None:
             key = seed.key if seed else None

@@ -16,7 +16,6 @@ import functools
 import http.server
 import os
 import re
-import shutil
 import threading
 from pathlib import Path
 
@@ -37,7 +36,7 @@ pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromiu
 # Text a reader must never see. Code blocks are left out: they may show `$` or paths on purpose.
 RAW_TEX = re.compile(r"\$\$|\\\(|\\\)|\\\[|\\\]|\\begin\{|\\frac\{|\$[^$\n]{0,80}\\[a-zA-Z]+[^$\n]{0,80}\$")
 WARNING = re.compile(r"\b(\w*Warning): |\bwarnings\.warn\(")
-TRACEBACK = re.compile(r"Traceback \(most recent call last\)|^\w+Error: ", re.M)
+TRACEBACK = re.compile(r"Traceback \(most recent call last\)|^\w+Error: ", re.MULTILINE)
 BUILD_PATHS = [str(ROOT), "/site-packages/", "/home/", "/root/", "/Users/", "/work/", "/tmp/", "C:\\Users"]
 
 # In the page: the text outside code blocks, outputs' text, images, widgets.
@@ -70,15 +69,15 @@ def problems_on(page, url: str, wait_ms: int = 1500) -> list[str]:
     page.wait_for_timeout(wait_ms)  # widgets render after load
     facts = page.evaluate(PAGE_FACTS)
     page.remove_listener("request", on_request)
-    for match in sorted(set(m.group(0) for m in RAW_TEX.finditer(facts["text"])))[:3]:
+    for match in sorted({m.group(0) for m in RAW_TEX.finditer(facts["text"])})[:3]:
         found.append(f"raw LaTeX in the text: {match[:60]!r}")
     for image in facts["images"]:
         if not image["ok"]:
             found.append(f"broken image: {image['src']}")
     outputs = "\n".join(facts["outputs"])
-    for match in sorted(set(m.group(0) for m in TRACEBACK.finditer(outputs)))[:2]:
+    for match in sorted({m.group(0) for m in TRACEBACK.finditer(outputs)})[:2]:
         found.append(f"traceback in an output: {match!r}")
-    for match in sorted(set(m.group(1) or m.group(0) for m in WARNING.finditer(outputs)))[:3]:
+    for match in sorted({m.group(1) or m.group(0) for m in WARNING.finditer(outputs)})[:3]:
         found.append(f"library warning in an output: {match}")
     if facts["views"] and facts["rendered"] == 0:
         found.append(f"{facts['views']} widget(s) not rendered")
