@@ -110,6 +110,18 @@ def load_rows(name: str, split: str = "train", required: tuple[str, ...] | Mappi
     return read_jsonl(LABWORLD_DIR / name / f"{split}.jsonl", required)
 
 
+def balanced(rows: list[dict], n: int, key: str, groups=None) -> list[dict]:
+    """About `n` rows, the same number (n // number of groups, at least 1) from every group of
+    `row[key]` (a group with fewer rows gives all it has), so that every task or family is
+    represented in a small evaluation. Groups come in the order of `groups`, else of first
+    appearance; rows keep their order within a group. Raises ValueError when there is no group."""
+    groups = list(groups) if groups is not None else list(dict.fromkeys(r[key] for r in rows))
+    if not groups:
+        raise ValueError(f"balanced: no rows to group by {key!r}")
+    k = max(1, n // len(groups))
+    return [r for g in groups for r in [x for x in rows if x[key] == g][:k]]
+
+
 def load_hf_dataset(name: str, split: str = "train", limit: int | None = None,
                     required: tuple[str, ...] | Mapping = ()):
     """The same rows as a `datasets.Dataset`, ready for a Trainer (optionally the first `limit`).

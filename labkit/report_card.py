@@ -2,6 +2,7 @@
 card by `python -m labkit eval`)."""
 from __future__ import annotations
 
+from .data import balanced, load_rows
 from .likelihood import perplexity
 from .scoring import addition_scores, icl_scores, instruction_scores
 
@@ -11,7 +12,6 @@ def base_model_report(model, tokenizer, limit: int | None = None, scores: dict |
     `limit` caps items per evaluation (e.g. `profile.eval_examples`); None uses them all.
     Pass a dict as `scores` to receive each accuracy's per-item 0/1 scores (for intervals) and,
     under "coverage", (items used, items held out) per metric."""
-    from .data import load_rows
     from .labworld.domains import DOMAINS
 
     scores = {} if scores is None else scores
@@ -23,12 +23,7 @@ def base_model_report(model, tokenizer, limit: int | None = None, scores: dict |
         return used
 
     def take_per_task(items, metric):  # keep every task represented
-        used = items
-        if limit:
-            by_task: dict[str, list] = {}
-            for it in items:
-                by_task.setdefault(it["task"], []).append(it)
-            used = [it for rows in by_task.values() for it in rows[: max(1, limit // len(by_task))]]
+        used = balanced(items, limit, "task") if limit else items
         coverage[metric] = (len(used), len(items))
         return used
 
