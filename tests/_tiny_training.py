@@ -21,8 +21,9 @@ def train(out_dir: str, kill_at: int | None = None, seed: int = 0) -> dict:
     Returns the per-step losses, the final eval loss and a fingerprint of the weights."""
     import torch
     from datasets import Dataset
-    from transformers import LlamaConfig, LlamaForCausalLM, Trainer, TrainerCallback, TrainingArguments
+    from transformers import Trainer, TrainerCallback, TrainingArguments
 
+    from conftest import build_tiny_llama
     from labkit.measure import fingerprint, loss_history
     from labkit.runtime import quiet, seed_everything
     from labkit.training import resume_checkpoint
@@ -33,10 +34,7 @@ def train(out_dir: str, kill_at: int | None = None, seed: int = 0) -> dict:
     ids = torch.randint(2, 64, (EXAMPLES + 8, SEQ), generator=generator)
     rows = [{"input_ids": r.tolist(), "labels": r.tolist()} for r in ids]
     train_ds, eval_ds = Dataset.from_list(rows[:EXAMPLES]), Dataset.from_list(rows[EXAMPLES:])
-    config = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64,
-                         tie_word_embeddings=True, pad_token_id=0, eos_token_id=1, bos_token_id=None)
-    model = LlamaForCausalLM(config)
+    model = build_tiny_llama(seed=seed)  # the tests' tiny Llama (conftest.py)
 
     class KillAt(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):

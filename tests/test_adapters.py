@@ -1,20 +1,18 @@
 """Bottleneck adapters (labkit.adapters, chapter 9) on tiny Llamas built from a config."""
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
 
 from labkit import adapters
 from labkit.adapters import AdapterError, BottleneckConfig
 from labkit.measure import count_params, fingerprint
 
 
-def tiny(hidden: int = 32, layers: int = 2, seed: int = 0) -> LlamaForCausalLM:
-    torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=64, hidden_size=hidden, intermediate_size=2 * hidden,
-                         num_hidden_layers=layers, num_attention_heads=2, num_key_value_heads=2,
-                         max_position_embeddings=64, tie_word_embeddings=True, pad_token_id=0,
-                         eos_token_id=1, bos_token_id=None)
-    return LlamaForCausalLM(config).eval()
+@pytest.fixture
+def tiny(make_tiny_llama):
+    """conftest's tiny Llama with two layers (an adapter goes into every layer), in eval mode."""
+    def make(hidden: int = 32, layers: int = 2, seed: int = 0):
+        return make_tiny_llama(seed=seed, hidden_size=hidden, num_hidden_layers=layers).eval()
+    return make
 
 
 IDS = torch.randint(2, 64, (3, 10), generator=torch.Generator().manual_seed(1))
@@ -43,7 +41,7 @@ def test_bottleneck_shapes_and_zero_init():
     assert not torch.equal(layer(h), h)
 
 
-def test_new_adapter_is_the_identity():
+def test_new_adapter_is_the_identity(tiny):
     model = tiny()
     before = logits(model)
     adapters.add_adapter(model, "a", BottleneckConfig(bottleneck_size=8))
@@ -53,7 +51,7 @@ def test_new_adapter_is_the_identity():
     assert not torch.allclose(logits(model), before)  # the adapter is really in the forward pass
 
 
-def test_only_adapter_parameters_train():
+def test_only_adapter_parameters_train(tiny):
     model = tiny(layers=2)
     _, total = count_params(model)
     adapters.add_adapter(model, "a", BottleneckConfig(bottleneck_size=8))
@@ -72,7 +70,7 @@ def test_only_adapter_parameters_train():
     assert with_grad == {n for n, p in model.named_parameters() if ".adapters.b." in n}
 
 
-def test_save_load_round_trip(tmp_path):
+def test_save_load_round_trip(tiny, tmp_path):
     model = tiny()
     adapters.add_adapter(model, "a", BottleneckConfig(bottleneck_size=8, activation="gelu"))
     perturb(model, "a")
@@ -88,7 +86,7 @@ def test_save_load_round_trip(tmp_path):
     assert torch.equal(logits(fresh), expected)
 
 
-def test_swapping_changes_outputs_and_disable_gives_the_base():
+def test_swapping_changes_outputs_and_disable_gives_the_base(tiny):
     model = tiny()
     base = logits(model)
     for i, name in enumerate(["a", "b"]):
@@ -107,7 +105,7 @@ def test_swapping_changes_outputs_and_disable_gives_the_base():
     assert torch.equal(logits(model), out_a)
 
 
-def test_base_weights_untouched_by_training_and_unload_restores_them():
+def test_base_weights_untouched_by_training_and_unload_restores_them(tiny):
     model = tiny()
     before = fingerprint(model)
     adapters.add_adapter(model, "a", BottleneckConfig(bottleneck_size=8))
@@ -124,7 +122,7 @@ def test_base_weights_untouched_by_training_and_unload_restores_them():
     assert fingerprint(model) == before
 
 
-def test_loading_on_another_hidden_size_names_both_sizes(tmp_path):
+def test_loading_on_another_hidden_size_names_both_sizes(tiny, tmp_path):
     model = tiny(hidden=32)
     adapters.add_adapter(model, "a", BottleneckConfig(bottleneck_size=8))
     path = adapters.save_adapter(model, "a", tmp_path / "a.safetensors")
@@ -134,7 +132,7 @@ def test_loading_on_another_hidden_size_names_both_sizes(tmp_path):
     assert adapters.adapter_names(other) == []
 
 
-def test_loading_on_another_depth_fails_clearly(tmp_path):
+def test_loading_on_another_depth_fails_clearly(tiny, tmp_path):
     model = tiny(layers=2)
     adapters.add_adapter(model, "a", BottleneckConfig(bottleneck_size=8))
     path = adapters.save_adapter(model, "a", tmp_path / "a.safetensors")
@@ -144,7 +142,7 @@ def test_loading_on_another_depth_fails_clearly(tmp_path):
     assert adapters.adapter_names(deeper) == []
 
 
-def test_clear_errors_for_bad_names_and_targets(tmp_path):
+def test_clear_errors_for_bad_names_and_targets(tiny, tmp_path):
     model = tiny()
     with pytest.raises(AdapterError, match="no adapter named 'x'"):
         adapters.set_adapter(model, "x")
@@ -160,7 +158,7 @@ def test_clear_errors_for_bad_names_and_targets(tmp_path):
         adapters.load_adapter(model, not_adapter, "b")
 
 
-def test_houlsby_placement_adapts_attention_too():
+def test_houlsby_placement_adapts_attention_too(tiny):
     model = tiny(layers=2)
     before = logits(model)
     adapters.add_adapter(model, "h", BottleneckConfig(bottleneck_size=4, targets=("self_attn", "mlp")))
@@ -171,7 +169,7 @@ def test_houlsby_placement_adapts_attention_too():
     assert not torch.allclose(logits(model), before)
 
 
-def test_trains_with_sft_trainer(tmp_path):
+def test_trains_with_sft_trainer(tiny, tmp_path):
     """The adapter trains under TRL's SFTTrainer like any model, and only it changes."""
     from datasets import Dataset
     from tokenizers import Tokenizer, models, pre_tokenizers

@@ -13,10 +13,12 @@ import shutil
 import pytest
 import torch
 
-from labkit.evaluate import completion_accuracy, generate, perplexity
+from labkit.generation import generate
+from labkit.likelihood import perplexity
 from labkit.model import (EMBEDDED_MODEL, ModelNotAvailable, embedded_only, load_model, load_tokenizer,
                           model_info, resolve_model_path)
 from labkit.paths import MODELS_DIR
+from labkit.scoring import completion_scores
 
 needs_embedded = pytest.mark.skipif(not (MODELS_DIR / EMBEDDED_MODEL).is_dir(), reason="embedded model not built")
 
@@ -53,7 +55,7 @@ def test_without_pad_token_pad_is_eos_and_results_are_unchanged(embedded_without
     assert generate(bare, bare_tok, TEXTS, 8) == generate(model, tok, TEXTS, 8)
     assert perplexity(bare, bare_tok, TEXTS) == pytest.approx(perplexity(model, tok, TEXTS), rel=1e-6)
     rows = [{"prompt": t, "answer": "x"} for t in TEXTS]
-    assert completion_accuracy(bare, bare_tok, rows) == completion_accuracy(model, tok, rows)
+    assert completion_scores(bare, bare_tok, rows) == completion_scores(model, tok, rows)
 
 
 def test_other_model_without_pad_token_generates_and_scores(other_model_dir):

@@ -1,4 +1,5 @@
-"""Data reading, the tokenizer, and model loading (embedded, local, Hub id offline)."""
+"""Data reading (bad input gets a clear error naming file, line and field; files saved by other
+editors load), the tokenizer, and model loading (embedded, local, Hub id offline)."""
 import os
 import subprocess
 import sys
@@ -6,7 +7,7 @@ import time
 
 import pytest
 
-from labkit.data import DataError, read_jsonl
+from labkit.data import DataError, load_hf_dataset, read_jsonl
 from labkit.model import EMBEDDED_MODEL, ModelNotAvailable, load_model, resolve_model_path
 from labkit.paths import MODELS_DIR
 from labkit.tokenizer import IM_END, train_tokenizer
@@ -30,6 +31,76 @@ def test_missing_field_names_file_line_and_field(tmp_path):
 def test_missing_file_says_how_to_regenerate(tmp_path):
     with pytest.raises(DataError, match="python -m labkit data"):
         read_jsonl(tmp_path / "nope.jsonl")
+
+
+def test_utf8_byte_order_mark_is_read_like_datasets(tmp_path):
+    """Windows editors save UTF-8 with a BOM; `datasets` reads such files, so must we."""
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b'\xef\xbb\xbf{"text": "caf\xc3\xa9"}\r\n{"text": "b"}\r\n')
+    assert read_jsonl(path, required=("text",)) == [{"text": "café"}, {"text": "b"}]
+    from datasets import load_dataset as hf_load
+
+    hf_rows = hf_load("json", data_files=str(path), split="train").to_list()
+    assert hf_rows == read_jsonl(path)
+
+
+def test_a_bom_in_the_middle_of_the_file_is_still_an_error(tmp_path):
+    path = tmp_path / "mid.jsonl"
+    path.write_bytes(b'{"text": "a"}\n\xef\xbb\xbf{"text": "b"}\n')
+    with pytest.raises(DataError, match=r"mid\.jsonl:2: not valid JSON"):
+        read_jsonl(path)
+
+
+def test_bytes_that_are_not_utf8_name_the_line(tmp_path):
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes(b'{"text": "a"}\n{"text": "caf\xe9"}\n')
+    with pytest.raises(DataError, match=r"latin1\.jsonl:2: not UTF-8 text.*save the file as UTF-8"):
+        read_jsonl(path)
+
+
+def test_wrong_type_names_file_line_and_field(tmp_path):
+    path = tmp_path / "add.jsonl"
+    path.write_text('{"a": 1, "b": 2, "sum": 3}\n{"a": 4, "b": "5", "sum": 9}\n')
+    with pytest.raises(DataError, match=r"add\.jsonl:2: field 'b' should be int, got string \"5\""):
+        read_jsonl(path, required={"a": int, "b": int, "sum": int})
+
+
+def test_bool_is_not_an_int_and_int_is_a_float(tmp_path):
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"x": 1.5}\n{"x": 2}\n')
+    assert len(read_jsonl(path, required={"x": float})) == 2
+    path.write_text('{"x": true}\n')
+    with pytest.raises(DataError, match=r"t\.jsonl:1: field 'x' should be int, got boolean"):
+        read_jsonl(path, required={"x": int})
+
+
+def test_a_field_that_changes_type_names_both_lines(tmp_path):
+    """Arrow (and so `datasets`) can't hold a column that is text on one line and a number on
+    another; without this check the error comes from deep inside pyarrow."""
+    path = tmp_path / "mixed.jsonl"
+    path.write_text('{"text": "a"}\n{"text": null}\n{"text": "b"}\n{"text": 7}\n')
+    with pytest.raises(DataError, match=r"mixed\.jsonl:4: field 'text' is a number here but a string at line 1"):
+        read_jsonl(path)
+
+
+def test_every_labworld_file_passes_the_checks():
+    from labkit.data import LABWORLD_DIR
+
+    files = sorted(LABWORLD_DIR.glob("*/*.jsonl"))
+    assert files, f"no LabWorld data under {LABWORLD_DIR}"
+    for path in files:
+        if path.stat().st_size < 5_000_000:  # the big general corpus is read by the chapters
+            assert read_jsonl(path), path
+
+
+def test_load_dataset_passes_typed_requirements(monkeypatch, tmp_path):
+    (tmp_path / "toy").mkdir()
+    (tmp_path / "toy" / "train.jsonl").write_text('{"prompt": "p", "completion": 3}\n')
+    monkeypatch.setattr("labkit.data.LABWORLD_DIR", tmp_path)
+    with pytest.raises(DataError, match=r"train\.jsonl:1: field 'completion' should be str"):
+        load_hf_dataset("toy", required={"prompt": str, "completion": str})
+    assert load_hf_dataset("toy", required=("prompt",)).num_rows == 1
+
 
 
 def test_tokenizer_splits_digits_and_marks_assistant_tokens():

@@ -10,11 +10,13 @@ import torch
 from peft import LoraConfig, PrefixTuningConfig, PromptTuningConfig, get_peft_model
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from labkit.evaluate import generate, icl_prompt, perplexity
+from labkit.generation import generate
+from labkit.likelihood import perplexity
 from labkit.labworld.general import ICL_PHRASINGS
 from labkit.measure import count_params
 from labkit.model import load_model
 from labkit.profiles import PROFILES
+from labkit.scoring import icl_prompt
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 PROFILE = PROFILES["smoke"]

@@ -1,27 +1,13 @@
-"""Chapter 4's measurement helpers: per-document NLL, perplexity differences and forgetting
-compared at matched accuracy; chapter 5's chat replies with their end-of-turn flag."""
+"""Chapter 4's measurements (labkit.forgetting, labkit.stats): paired perplexity differences over
+documents, the accuracy/forgetting frontier, and forgetting compared at matched accuracy. The
+per-document NLL behind them is tested in tests/test_likelihood.py."""
 import math
 
 import numpy as np
 import pytest
 
-from labkit.evaluate import chat_replies, document_nll, end_of_turn_id, perplexity
-from labkit.model import load_model
-from labkit.stats import forgetting_at_matched_accuracy, frontier_at, perplexity_difference
-from labkit.tokenizer import IM_END
-
-TEXTS = ["Once upon a time, a fox lived by the river.", "The capital of Kesh is Fennick.",
-         "A short one.", "Mira Dale works as a baker in Grove Hill. She bakes bread every day."]
-
-
-def test_document_nll_adds_up_to_the_perplexity():
-    model, tokenizer = load_model()
-    nll, tokens = document_nll(model, tokenizer, TEXTS, batch_size=3)  # batches of unequal length
-    assert len(nll) == len(tokens) == len(TEXTS)
-    assert tokens == [len(tokenizer(t)["input_ids"]) - 1 for t in TEXTS]  # padding is not scored
-    assert math.exp(sum(nll) / sum(tokens)) == pytest.approx(perplexity(model, tokenizer, TEXTS), rel=1e-5)
-    alone, _ = document_nll(model, tokenizer, TEXTS[2:3])
-    assert alone[0] == pytest.approx(nll[2], rel=1e-4)  # a document's score does not depend on its batch
+from labkit.forgetting import forgetting_at_matched_accuracy, frontier_at
+from labkit.stats import perplexity_difference
 
 
 def test_perplexity_difference_is_paired_over_documents():
@@ -73,33 +59,3 @@ def test_forgetting_at_matched_accuracy_finds_the_method_that_forgets_more():
     assert swapped["interval"][1] < 0
     with pytest.raises(ValueError, match="same test items"):
         forgetting_at_matched_accuracy(a_correct, a_nll, [c[:10] for c in b_correct], b_nll, base_nll, tokens, 0.6)
-
-
-def test_chat_replies_report_whether_the_model_ended_its_turn():
-    model, tokenizer = load_model()
-    assert end_of_turn_id(tokenizer) == tokenizer.convert_tokens_to_ids(IM_END)
-    replies = chat_replies(model, tokenizer, ["What is the capital of Kesh?", "Add 2 and 3."], max_new_tokens=1)
-    assert all(isinstance(text, str) for text, _ in replies)
-    # One new token that is not the end of turn cannot have ended the turn; force one that is.
-    eot = end_of_turn_id(tokenizer)
-    with torch_bias(model, eot):
-        assert all(ended and text == "" for text, ended in chat_replies(model, tokenizer, ["hi"], max_new_tokens=3))
-    with torch_bias(model, tokenizer.convert_tokens_to_ids("a") if "a" in tokenizer.get_vocab() else 100):
-        assert not any(ended for _, ended in chat_replies(model, tokenizer, ["hi"], max_new_tokens=3))
-
-
-class torch_bias:
-    """Make the model always predict `token_id`: a forward hook adds a large logit to it."""
-
-    def __init__(self, model, token_id):
-        self.model, self.token_id = model, token_id
-
-    def _hook(self, module, args, output):
-        output[..., self.token_id] += 1e4
-        return output
-
-    def __enter__(self):
-        self.handle = self.model.get_output_embeddings().register_forward_hook(self._hook)
-
-    def __exit__(self, *exc):
-        self.handle.remove()

@@ -9,13 +9,24 @@ from labkit.pretrain import PretrainConfig, lr_factor, pretrain
 
 
 def test_schedule_is_a_function_of_the_step_only():
+    """Linear warm-up over 10% of the steps, then a cosine to min_lr_ratio: each value worked out
+    by hand. Nothing but the step and the schedule's fields moves it: not the wall-clock cap, the
+    thread count or the seed (a schedule that read the time would make a busy machine's run differ)."""
     cfg = PretrainConfig(steps=100, warmup_fraction=0.1, min_lr_ratio=0.1)
-    assert lr_factor(0, cfg) == pytest.approx(0.1)       # warm-up starts at 1/10
-    assert lr_factor(9, cfg) == pytest.approx(1.0)       # end of warm-up
-    assert lr_factor(100, cfg) == pytest.approx(0.1)     # cosine ends at min_lr_ratio
-    mid = lr_factor(55, cfg)
-    assert 0.5 < mid < 0.6                                # half way down the cosine
-    assert [lr_factor(s, cfg) for s in range(100)] == [lr_factor(s, cfg) for s in range(100)]
+    by_hand = {0: 0.1,     # warm-up: (step + 1) / 10
+               4: 0.5,
+               9: 1.0,     # end of warm-up
+               10: 1.0,    # the cosine starts at the top
+               55: 0.55,   # half way down the cosine: 0.1 + 0.9 * 0.5 * (1 + cos(pi / 2))
+               100: 0.1,   # the cosine ends at min_lr_ratio
+               150: 0.1}   # and stays there past the end
+    for step, factor in by_hand.items():
+        assert lr_factor(step, cfg) == pytest.approx(factor), step
+    curve = [lr_factor(s, cfg) for s in range(101)]
+    assert all(a < b for a, b in zip(curve[:9], curve[1:10]))        # rises through the warm-up
+    assert all(a >= b for a, b in zip(curve[10:], curve[11:]))       # never rises after it
+    others = PretrainConfig(steps=100, warmup_fraction=0.1, min_lr_ratio=0.1, max_minutes=0.5, threads=3, seed=7)
+    assert [lr_factor(s, others) for s in range(101)] == curve
 
 
 def _sha(folder) -> str:

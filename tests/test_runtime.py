@@ -1,4 +1,6 @@
-"""labkit.runtime: device choice, seeding, quiet libraries, the environment record."""
+"""labkit.runtime: device choice, seeding, quiet libraries, the environment record, a CUDA
+out-of-memory error turned into advice."""
+import dataclasses
 import logging
 import os
 import platform
@@ -10,9 +12,10 @@ import numpy as np
 import pytest
 import torch
 import transformers
+import trl
 
 from labkit.results import schema
-from labkit.runtime import environment, get_device, quiet, seed_everything
+from labkit.runtime import OutOfMemory, environment, get_device, on_cuda_oom, quiet, seed_everything
 
 QUIET_ENV = ("HF_DATASETS_DISABLE_PROGRESS_BARS", "TRL_EXPERIMENTAL_SILENCE", "TOKENIZERS_PARALLELISM",
              "HF_HUB_DISABLE_PROGRESS_BARS", "HF_HUB_DISABLE_TELEMETRY", "HF_HUB_DISABLE_IMPLICIT_TOKEN",
@@ -126,20 +129,17 @@ def test_trainer_measure_and_results_follow_the_same_rule(monkeypatch, tmp_path,
     from labkit.measure import measure
     from labkit.profiles import PROFILES
     from labkit.runtime import train_on_cpu
-    from labkit.training import sft_config
-
-    import types
-
-    import trl
+    from labkit.training import trainer_args
 
     _fake_cuda(monkeypatch)
-    # SFTConfig(use_cpu=False) would set up the (fake) GPU: record its arguments instead
-    monkeypatch.setattr(trl, "SFTConfig", lambda **kwargs: types.SimpleNamespace(**kwargs))
+    # SFTConfig(use_cpu=False) would set up the (fake) GPU: a config class that only records its arguments
+    recorder = dataclasses.make_dataclass(
+        "Recorded", [(f.name, object, dataclasses.field(default=None)) for f in dataclasses.fields(trl.SFTConfig)])
     monkeypatch.setenv("LABKIT_PROFILE", profile_name)
     profile = PROFILES[profile_name]
     on_cpu = train_on_cpu(profile)
     assert on_cpu is (profile_name == "cpu")
-    args = sft_config(profile, output_dir=tmp_path, learning_rate=1e-3, max_length=64)
+    args = trainer_args(profile, tmp_path, recorder, learning_rate=1e-3, max_length=64)
     assert args.use_cpu is on_cpu
     with measure("block") as m:  # no device given: the profile's rule
         pass
@@ -149,13 +149,26 @@ def test_trainer_measure_and_results_follow_the_same_rule(monkeypatch, tmp_path,
     assert environment(profile)["device"] == ("cpu" if on_cpu else "cuda")
 
 
-def test_pretraining_uses_the_rule(monkeypatch):
-    import inspect
-
+@pytest.mark.parametrize("profile_name", ["smoke", "cpu"])
+def test_pretraining_uses_the_rule(monkeypatch, tmp_path, profile_name):
+    """With CUDA present, `python -m labkit pretrain` trains on the GPU except in the cpu profile
+    (a rule of its own, `use_cpu=not torch.cuda.is_available()`, would train the cpu profile on
+    the GPU). The trainer's arguments are caught before any training starts."""
     import labkit.pretrain as pretrain
 
-    assert "use_cpu=train_on_cpu()" in inspect.getsource(pretrain.pretrain)
-    assert "cuda.is_available" not in inspect.getsource(pretrain.pretrain)
+    class Caught(Exception):
+        pass
+
+    def catch(**kwargs):
+        raise Caught(kwargs)
+
+    _fake_cuda(monkeypatch)
+    monkeypatch.setenv("LABKIT_PROFILE", profile_name)
+    monkeypatch.setattr(pretrain, "TrainingArguments", catch)
+    cfg = pretrain.PretrainConfig(steps=1, batch_size=1, block_size=16, vocab_size=300, corpus_docs=20)
+    with pytest.raises(Caught) as caught:
+        pretrain.pretrain(tmp_path / "model", cfg, work_dir=tmp_path / "work", log=lambda *_: None)
+    assert caught.value.args[0]["use_cpu"] is (profile_name == "cpu")
 
 
 def test_banner_warns_in_smoke_only(capsys):
@@ -182,3 +195,28 @@ def test_seed_everything_is_deterministic_without_filling_new_memory():
     first = torch.randn(3)
     seed_everything(0)
     assert torch.equal(first, torch.randn(3))
+
+
+# ---- out of memory -----------------------------------------------------------------------------
+def test_cuda_oom_becomes_advice_with_a_smaller_batch():
+    with pytest.raises(OutOfMemory, match=r"training ran out of GPU memory \(CUDA out of memory\. Tried to "
+                                          r"allocate 2\.00 GiB\)\. Try a smaller batch: "
+                                          r"per_device_train_batch_size=16 .*LABKIT_PROFILE=cpu") as caught:
+        with on_cuda_oom(batch_size=32, what="training"):
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    assert isinstance(caught.value, torch.cuda.OutOfMemoryError)  # old except clauses still catch it
+    assert isinstance(caught.value.__cause__, torch.cuda.OutOfMemoryError)
+
+
+def test_mps_style_oom_is_caught_and_other_errors_pass_unchanged():
+    with pytest.raises(OutOfMemory, match="shorter max_length"):
+        with on_cuda_oom(batch_size=1):
+            raise RuntimeError("MPS backend out of memory (MPS allocated: 9 GB)")
+    with pytest.raises(ValueError, match="^unrelated$"):
+        with on_cuda_oom(batch_size=8):
+            raise ValueError("unrelated")
+    with pytest.raises(RuntimeError, match="^shape mismatch$"):
+        with on_cuda_oom(batch_size=8):
+            raise RuntimeError("shape mismatch")
+    with on_cuda_oom(batch_size=8):
+        pass  # no error, nothing raised
