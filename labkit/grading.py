@@ -418,7 +418,7 @@ def _mismatches(nb, reference, expected: list[Exercise]) -> list[str]:
 
 def _match_reference(nb, name: str, references: dict[str, Path]) -> tuple[str | None, str]:
     """(reference notebook name, why) for a submission: its own name, else the name its student
-    edition records, else the reference sharing most of its cells (at least half)."""
+    edition records, else the reference that at least half of its cells come from."""
     if name in references:
         return name, ""
     recorded = str((nb.metadata.get("labkit", {}) or {}).get("source", "")) if nb is not None else ""
@@ -433,11 +433,13 @@ def _match_reference(nb, name: str, references: dict[str, Path]) -> tuple[str | 
             theirs = {c.source.strip() for c in nbformat.read(str(path), as_version=4).cells if c.source.strip()}
         except Exception:
             continue
-        overlap = len(mine & theirs) / max(1, len(theirs))
+        shared = len(mine & theirs)
+        overlap = shared / max(1, len(mine)) if shared >= 2 else 0.0
         if overlap > score:
             best, score = ref_name, overlap
     if best is not None and score >= 0.5:
-        return best, f"the notebook's name matches no reference notebook; graded as {best} ({score:.0%} of its cells)"
+        return best, (f"the notebook's name matches no reference notebook; graded as {best} "
+                      f"({score:.0%} of its cells are that notebook's)")
     return None, ""
 
 
@@ -517,7 +519,7 @@ def _run_submission(nb, *, captures: dict[int, tuple[int, list[str]]], timeout: 
     from . import answers, sandbox
 
     attempt = _Attempt()
-    km, socket_dir = sandbox.kernel_manager(mode, kernel, workdir, readonly)
+    km, socket_dir = sandbox.kernel_manager(mode, kernel, workdir, readonly, [workdir.parent])  # the student's box
     client = _kernel_client(nb, km, timeout, workdir, attempt.errors)
     t0 = time.perf_counter()
     try:
@@ -606,9 +608,16 @@ class _Checker:
         """{exercise: (passed, message)} for the exercises in `given` ({exercise: answers record})."""
         from . import answers
 
-        out: dict[int, tuple[bool, str]] = {}
         if self.broken:
             return {k: (False, f"not graded: {self.broken}") for k in given}
+        try:
+            return self._verdicts(given)
+        except Exception as e:  # the checking kernel died or hung: these (and later) verdicts fail
+            self.broken = f"the checking kernel failed ({type(e).__name__}: {_first_line(e)})"
+            return {k: (False, f"not graded: {self.broken}") for k in given}
+
+    def _verdicts(self, given: dict[int, dict]) -> dict[int, tuple[bool, str]]:
+        out: dict[int, tuple[bool, str]] = {}
         owner = {i: ex for ex in self.exercises for i in ex.solution_cells + ex.check_cells}
         last_solution = {ex.solution_cells[-1]: ex for ex in self.exercises}
         for index in range(self.first, len(self.reference.cells)):
@@ -863,10 +872,16 @@ def grade(submissions: Path, out: Path, *, profile: str = "smoke", timeout: int 
             box = _sandbox(out, student, lab)
             executed = out / "executed" / _key(student) / path.name
             log(f"grading {student}/{path.name} ({profile}) ...")
-            run = grade_notebook(path, student, profile=profile, timeout=timeout, workdir=box / "notebooks",
-                                 reference_path=ref_path, kernel=kernel, executed_path=executed,
-                                 checker=checker if ref_path is not None else None, mode=mode,
-                                 readonly=readonly, renamed=renamed)
+            try:
+                run = grade_notebook(path, student, profile=profile, timeout=timeout, workdir=box / "notebooks",
+                                     reference_path=ref_path, kernel=kernel, executed_path=executed,
+                                     checker=checker if ref_path is not None else None, mode=mode,
+                                     readonly=readonly, renamed=renamed)
+            except Exception as e:  # whatever a submission did, it costs its own notebook only
+                why = f"grading failed: {type(e).__name__}: {_first_line(e)}"
+                labels = [ex.label for ex in checker.exercises] if ref_path is not None and checker else []
+                run = NotebookRun(student, path.name, [Outcome(student, path.name, lab, False, why) for lab in labels],
+                                  0.0, [why], "reference (separate kernel)")
             if renamed and ref_path is None and not run.outcomes:
                 run.outcomes.append(Outcome(student, path.name, "notebook matches the reference", False, renamed))
             ok = sum(o.passed for o in run.outcomes)

@@ -5,10 +5,11 @@ Two modes:
 - `bwrap` (Linux with bubblewrap, `apt-get install bubblewrap`): the kernel runs in new user,
   PID, network, IPC and UTS namespaces as an unprivileged user (uid 65534) with no capabilities.
   Its file system holds only the operating system and Python (read-only), the lab's code and
-  data (read-only, without the instructor notebooks), a private /tmp, and the student's own work
-  folder, the one writable place. It has no network (only its own loopback), sees no other
-  process, and the kernel talks to the grader over Unix sockets in a folder of its own. When the
-  kernel ends or is killed, everything it started dies with its PID namespace.
+  data (read-only, without the instructor notebooks), and the student's own work folder, the one
+  writable place (its temporary files go there too: TMPDIR; the rest, /tmp included, is
+  read-only). It has no network (only its own loopback), sees no other process, and the kernel
+  talks to the grader over Unix sockets in a folder of its own. When the kernel ends or is
+  killed, everything it started dies with its PID namespace.
 - `none` (macOS, Windows, or a Linux where user namespaces are disabled): the kernel runs as the
   grader's user, in its own process group, with only an allow-listed environment. It can read
   and write whatever the grader's user can, reach the network and signal the grader.
@@ -108,6 +109,9 @@ def bwrap_args(workdir: Path, readonly: list[Path], writable: list[Path]) -> lis
         args += ["--dev-bind", dev, dev]
     if gpus:
         args += ["--ro-bind", "/sys", "/sys"]
+    # nothing but the writable folders can be written, not even the sandbox's own (in-memory)
+    # root and /tmp: a write anywhere else fails instead of landing in a throwaway copy
+    args += ["--remount-ro", "/tmp", "--remount-ro", "/"]
     # ipykernel polls its parent's PID (JPY_PARENT_PID), which a PID namespace hides: drop it
     args += ["--unsetenv", "JPY_PARENT_PID", "--chdir", str(workdir), "--"]
     return args
@@ -116,7 +120,8 @@ def bwrap_args(workdir: Path, readonly: list[Path], writable: list[Path]) -> lis
 def kernel_env(extra: dict[str, str], home: Path) -> dict[str, str]:
     """An allow-listed environment for a submission's kernel."""
     env = {k: os.environ[k] for k in ENV_KEEP if k in os.environ}
-    env.update(HOME=str(home), TMPDIR="/tmp" if os.name != "nt" else str(home),
+    (home / ".tmp").mkdir(parents=True, exist_ok=True)
+    env.update(HOME=str(home), TMPDIR=str(home / ".tmp"),
                MPLCONFIGDIR=str(home / ".config" / "matplotlib"), HF_HOME=str(home / ".cache" / "huggingface"),
                HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1",
                PYTHONNOUSERSITE="1", JUPYTER_RUNTIME_DIR=str(home / ".jupyter-runtime"))
@@ -135,15 +140,17 @@ class SandboxedKernelManager(AsyncKernelManager):
         return [*self.sandbox_args, *super().format_kernel_cmd(extra_arguments)]
 
 
-def kernel_manager(mode: str, kernel_name: str, workdir: Path, readonly: list[Path]):
-    """(kernel manager, folder to remove afterwards) for a submission's kernel in `mode`."""
+def kernel_manager(mode: str, kernel_name: str, workdir: Path, readonly: list[Path],
+                   writable: list[Path] | None = None):
+    """(kernel manager, folder to remove afterwards) for a submission's kernel in `mode`: it
+    starts in `workdir` and may write only under `writable` (default: `workdir`)."""
     if mode != "bwrap":
         return AsyncKernelManager(kernel_name=kernel_name), None
     socket_dir = Path(tempfile.mkdtemp(prefix="labkit-kernel-"))
     os.chmod(socket_dir, 0o777)  # the kernel, uid 65534 inside, creates its sockets here
     km = SandboxedKernelManager(kernel_name=kernel_name, transport="ipc", ip=str(socket_dir / "kernel"))
     km.connection_file = str(socket_dir / "connection.json")
-    km.sandbox_args = bwrap_args(workdir, readonly, [workdir, socket_dir])
+    km.sandbox_args = bwrap_args(workdir, readonly, [*(writable or [workdir]), socket_dir])
     # SIGINT to the grader's process group does not reach a kernel in its own session and PID
     # namespace: interrupt over the kernel's control channel instead (ipykernel supports it)
     km.kernel_spec.interrupt_mode = "message"

@@ -326,4 +326,4 @@ def test_real_notebook_student_instructor_and_wrong_editions(source, tmp_path):
         if student == "student-edition":
             assert not any(m.startswith("not run") for _, m in rows.values()), rows
     run = next(r for r in runs if r.student == "instructor-edition" and r.notebook == source.name)
-    assert not run.other_errors and run.checks_from == "reference", run.other_errors
+    assert not run.other_errors and run.checks_from == "reference (separate kernel)", run.other_errors
