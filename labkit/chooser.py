@@ -7,6 +7,7 @@ The rules are checked in order; the first that applies decides. The widget in ch
 its decision-flow diagram (`FLOW`) are drawn from the same rules, and tests/test_summary.py
 checks the seed's five cases (`SEED_CASES`).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -16,35 +17,37 @@ from dataclasses import dataclass
 # before activations. LoRA keeps the frozen weights at 2 bytes (bf16) plus a small adapter.
 FULL_FT_BYTES_PER_PARAM = 18
 LORA_BYTES_PER_PARAM = 2
-FEW_LABELED = 100        # below this, show the examples in the prompt instead of training on them
-MANY_LABELED = 10_000    # from here on, a full fine-tune has enough data to use its capacity
+FEW_LABELED = 100  # below this, show the examples in the prompt instead of training on them
+MANY_LABELED = 10_000  # from here on, a full fine-tune has enough data to use its capacity
 
 
 @dataclass(frozen=True)
 class Answers:
-    weights: bool = True               # can you change (and host) the model's weights?
-    labeled_examples: int = 0          # input -> output examples of the task
+    weights: bool = True  # can you change (and host) the model's weights?
+    labeled_examples: int = 0  # input -> output examples of the task
     unlabeled_domain_text: bool = False  # a corpus of the domain's text, without labels
-    preference_data: bool = False      # pairs of replies with the better one marked
-    smaller_or_faster: bool = False    # a latency or size target the model misses today
-    gpu_memory_gb: float = 0.0         # memory of the accelerator you train on
-    model_params_b: float = 1.0        # size of the model to tune, in billions of parameters
+    preference_data: bool = False  # pairs of replies with the better one marked
+    smaller_or_faster: bool = False  # a latency or size target the model misses today
+    gpu_memory_gb: float = 0.0  # memory of the accelerator you train on
+    model_params_b: float = 1.0  # size of the model to tune, in billions of parameters
 
 
 @dataclass(frozen=True)
 class Recommendation:
-    method: str    # a key of labkit.summary.SEED
-    chapter: str   # the notebook stem that runs it
+    method: str  # a key of labkit.summary.SEED
+    chapter: str  # the notebook stem that runs it
     title: str
     reason: str
 
 
-_CHAPTER = {"prompting": ("01_prompt_engineering", "Prompt engineering"),
-            "lora": ("03_lora", "LoRA / PEFT"),
-            "full_ft": ("04_full_finetuning", "Full fine-tuning"),
-            "rlhf": ("06_rlhf", "RLHF (after instruction tuning)"),
-            "domain_adaptation": ("07_domain_adaptation", "Domain adaptation"),
-            "distillation": ("08_distillation", "Distillation")}
+_CHAPTER = {
+    "prompting": ("01_prompt_engineering", "Prompt engineering"),
+    "lora": ("03_lora", "LoRA / PEFT"),
+    "full_ft": ("04_full_finetuning", "Full fine-tuning"),
+    "rlhf": ("06_rlhf", "RLHF (after instruction tuning)"),
+    "domain_adaptation": ("07_domain_adaptation", "Domain adaptation"),
+    "distillation": ("08_distillation", "Distillation"),
+}
 
 
 def _rec(method: str, reason: str) -> Recommendation:
@@ -62,32 +65,54 @@ def recommend(a: Answers) -> Recommendation:
     if not a.weights:
         return _rec("prompting", "without access to the weights, only the input can change")
     if a.smaller_or_faster:
-        return _rec("distillation", "a latency or size target: train a smaller student on the model's outputs")
+        return _rec(
+            "distillation", "a latency or size target: train a smaller student on the model's outputs"
+        )
     if a.preference_data:
-        return _rec("rlhf", "preference pairs teach which reply is better: DPO or a reward model + RL, "
-                            "on an instruction-tuned model")
+        return _rec(
+            "rlhf",
+            "preference pairs teach which reply is better: DPO or a reward model + RL, "
+            "on an instruction-tuned model",
+        )
     if a.labeled_examples < FEW_LABELED:
         if a.unlabeled_domain_text:
             return _rec("domain_adaptation", "few labels but domain text: continue pretraining on it first")
         return _rec("prompting", f"under {FEW_LABELED} labeled examples: put them in the prompt (few-shot)")
     if a.labeled_examples >= MANY_LABELED and full_ft_fits(a):
-        return _rec("full_ft", f"{a.labeled_examples:,} examples and memory for all "
-                               f"{FULL_FT_BYTES_PER_PARAM} bytes per parameter: train every weight")
-    return _rec("lora", "labeled examples but limited compute (or data): train a low-rank update, "
-                        "keep the base frozen")
+        return _rec(
+            "full_ft",
+            f"{a.labeled_examples:,} examples and memory for all "
+            f"{FULL_FT_BYTES_PER_PARAM} bytes per parameter: train every weight",
+        )
+    return _rec(
+        "lora",
+        "labeled examples but limited compute (or data): train a low-rank update, keep the base frozen",
+    )
 
 
 # The seed's five rule-of-thumb cases, each with the answer the chapter documents.
 SEED_CASES = [
     ("quick results, no training (an API model)", Answers(weights=False, labeled_examples=20), "prompting"),
-    ("task adaptation on limited compute", Answers(labeled_examples=2_000, gpu_memory_gb=24, model_params_b=8),
-     "lora"),
-    ("deep specialisation, lots of data and compute",
-     Answers(labeled_examples=100_000, gpu_memory_gb=640, model_params_b=8), "full_ft"),
-    ("aligning with human preferences", Answers(labeled_examples=5_000, preference_data=True,
-                                                gpu_memory_gb=80, model_params_b=8), "rlhf"),
-    ("a smaller, faster model", Answers(labeled_examples=5_000, smaller_or_faster=True,
-                                        gpu_memory_gb=80, model_params_b=8), "distillation"),
+    (
+        "task adaptation on limited compute",
+        Answers(labeled_examples=2_000, gpu_memory_gb=24, model_params_b=8),
+        "lora",
+    ),
+    (
+        "deep specialisation, lots of data and compute",
+        Answers(labeled_examples=100_000, gpu_memory_gb=640, model_params_b=8),
+        "full_ft",
+    ),
+    (
+        "aligning with human preferences",
+        Answers(labeled_examples=5_000, preference_data=True, gpu_memory_gb=80, model_params_b=8),
+        "rlhf",
+    ),
+    (
+        "a smaller, faster model",
+        Answers(labeled_examples=5_000, smaller_or_faster=True, gpu_memory_gb=80, model_params_b=8),
+        "distillation",
+    ),
 ]
 
 # The decision flow, as (node, question or None, [(edge label, next node)]); leaves are methods.
@@ -97,8 +122,11 @@ FLOW = [
     ("prefs", "Preference pairs?", [("yes", "rlhf"), ("no", "labels")]),
     ("labels", f"{FEW_LABELED}+ labeled examples?", [("no", "domain"), ("yes", "scale")]),
     ("domain", "Unlabeled domain text?", [("yes", "domain_adaptation"), ("no", "prompting")]),
-    ("scale", f"{MANY_LABELED:,}+ examples and {FULL_FT_BYTES_PER_PARAM} B/param of GPU memory?",
-     [("yes", "full_ft"), ("no", "lora")]),
+    (
+        "scale",
+        f"{MANY_LABELED:,}+ examples and {FULL_FT_BYTES_PER_PARAM} B/param of GPU memory?",
+        [("yes", "full_ft"), ("no", "lora")],
+    ),
 ]
 
 

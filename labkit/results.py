@@ -99,7 +99,8 @@ def _check_headline(doc: dict, source) -> None:
     if decl is None:
         return
     where = f"results file {source}: field 'headline'"
-    if not isinstance(decl, dict) or not isinstance(decl.get("run"), str) or not isinstance(decl.get("metric"), str):
+    if not (isinstance(decl, dict) and isinstance(decl.get("run"), str)
+            and isinstance(decl.get("metric"), str)):
         raise ResultsError(f"{where} must be an object with string fields 'run' and 'metric', got {decl!r}")
     unknown = set(decl) - HEADLINE_FIELDS
     if unknown:
@@ -120,9 +121,10 @@ def _check_headline(doc: dict, source) -> None:
         raise ResultsError(f"{where}.before must be an object: {{run, metric}} or {{value, label}}")
     if "value" in before:
         value = before["value"]
-        if set(before) - {"value", "label"} or not (isinstance(value, (int, float)) and not isinstance(value, bool)
-                                                   and math.isfinite(value)):
-            raise ResultsError(f"{where}.before: a finite number 'value' and an optional 'label' only, got {before!r}")
+        number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if set(before) - {"value", "label"} or not number:
+            raise ResultsError(f"{where}.before: a finite number 'value' and an optional 'label' only, "
+                               f"got {before!r}")
         return
     if set(before) - {"run", "metric"}:
         raise ResultsError(f"{where}.before: fields 'run' and 'metric' only, got {before!r}")
@@ -227,7 +229,8 @@ class Results:
         if interval is not None:
             interval = [float(interval[0]), float(interval[1])]
             if not (math.isfinite(interval[0]) and math.isfinite(interval[1])) or interval[0] > interval[1]:
-                raise ValueError(f"claim {id!r}: interval must be two finite numbers, low <= high; got {interval}")
+                raise ValueError(f"claim {id!r}: interval must be two finite numbers, low <= high; "
+                                 f"got {interval}")
         holds = _holds(true_value, threshold, comparison, interval)
         entry = {"id": id, "text": text, "measured": measured, "threshold": threshold,
                  "comparison": comparison, "holds": holds}
@@ -257,7 +260,8 @@ class Results:
             if before_label:
                 decl["before"]["label"] = before_label
         elif before_run is not None or before_metric is not None:
-            decl["before"] = {k: v for k, v in (("run", before_run), ("metric", before_metric)) if v is not None}
+            named = (("run", before_run), ("metric", before_metric))
+            decl["before"] = {k: v for k, v in named if v is not None}
         if claim is not None:
             decl["claim"] = claim
         if not higher_is_better:
@@ -278,7 +282,8 @@ class Results:
             low, high = c["interval"]
             extra = f" ({c['confidence']:.0%} interval {low:+.3g} to {high:+.3g}"
             extra += f", n={c['n']})" if "n" in c else ")"
-        return f"{value}{extra} vs {c['comparison']} {c['threshold']:g}: {'holds' if c['holds'] else 'does NOT hold'}"
+        verdict = "holds" if c["holds"] else "does NOT hold"
+        return f"{value}{extra} vs {c['comparison']} {c['threshold']:g}: {verdict}"
 
     def to_dict(self) -> dict:
         doc = {"schema_version": SCHEMA_VERSION, "chapter": self.chapter, "method": self.method,

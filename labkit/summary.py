@@ -10,6 +10,7 @@ Nothing here types a measured number: every value is read from the results files
 and metric stand for a chapter is the chapter's own declaration (`Results.headline`); a chapter
 that declares none gets "no headline declared", never a guess.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -31,9 +32,9 @@ LEVELS = ["None", "Low", "Medium", "High", "Very high"]
 
 @dataclass(frozen=True)
 class SeedRow:
-    key: str          # row id used by the chooser and the decision flow
-    chapter: str      # the notebook stem that measures it
-    method: str       # as the seed names it
+    key: str  # row id used by the chooser and the decision flow
+    chapter: str  # the notebook stem that measures it
+    method: str  # as the seed names it
     compute_cost: str
     data_need: str
     purpose: str
@@ -43,43 +44,138 @@ class SeedRow:
 
 
 SEED = [
-    SeedRow("base", "00_base_model", "Base model (context)", "—", "—", "the model every chapter starts from",
-            "—", "labworld-base", context=True),
-    SeedRow("prompting", "01_prompt_engineering", "Prompt engineering", "None", "None",
-            "guide the output through the input", "temporary, task-specific", "few-shot prompting"),
-    SeedRow("prompt_tuning", "02_prompt_tuning", "Prompt / prefix tuning", "Low", "Low",
-            "learn soft prompts", "lightweight task adaptation", "customer-support tone"),
-    SeedRow("lora", "03_lora", "LoRA / PEFT", "Low–Medium", "Medium", "efficient fine-tuning",
-            "domain- or task-specific", "finance, healthcare, legal adapters"),
-    SeedRow("full_ft", "04_full_finetuning", "Full fine-tuning", "Very high", "High",
-            "adapt the whole model", "deep specialisation", "a legal or medical model"),
-    SeedRow("instruction_tuning", "05_instruction_tuning", "Instruction tuning", "High", "High",
-            "follow instructions", "general usability", "Alpaca, FLAN"),
-    SeedRow("rlhf", "06_rlhf", "RLHF", "Very high", "High", "align with human preferences",
-            "safer, more helpful replies", "ChatGPT's alignment"),
-    SeedRow("domain_adaptation", "07_domain_adaptation", "Domain adaptation", "Medium–High", "Medium–High",
-            "add domain knowledge", "domain expertise", "BioBERT, FinBERT"),
-    SeedRow("distillation", "08_distillation", "Distillation", "Medium", "Medium",
-            "compress a model", "smaller and faster", "DistilBERT"),
-    SeedRow("adapters", "09_adapters", "Adapters", "Low", "Medium", "modular task learning",
-            "multi-task, swappable", "AdapterHub"),
-    SeedRow("real_model", "10_real_model", "A real open model (context)", "—", "—",
-            "the same recipes on SmolLM2-135M", "—", "SmolLM2-135M-Instruct", context=True),
+    SeedRow(
+        "base",
+        "00_base_model",
+        "Base model (context)",
+        "—",
+        "—",
+        "the model every chapter starts from",
+        "—",
+        "labworld-base",
+        context=True,
+    ),
+    SeedRow(
+        "prompting",
+        "01_prompt_engineering",
+        "Prompt engineering",
+        "None",
+        "None",
+        "guide the output through the input",
+        "temporary, task-specific",
+        "few-shot prompting",
+    ),
+    SeedRow(
+        "prompt_tuning",
+        "02_prompt_tuning",
+        "Prompt / prefix tuning",
+        "Low",
+        "Low",
+        "learn soft prompts",
+        "lightweight task adaptation",
+        "customer-support tone",
+    ),
+    SeedRow(
+        "lora",
+        "03_lora",
+        "LoRA / PEFT",
+        "Low–Medium",
+        "Medium",
+        "efficient fine-tuning",
+        "domain- or task-specific",
+        "finance, healthcare, legal adapters",
+    ),
+    SeedRow(
+        "full_ft",
+        "04_full_finetuning",
+        "Full fine-tuning",
+        "Very high",
+        "High",
+        "adapt the whole model",
+        "deep specialisation",
+        "a legal or medical model",
+    ),
+    SeedRow(
+        "instruction_tuning",
+        "05_instruction_tuning",
+        "Instruction tuning",
+        "High",
+        "High",
+        "follow instructions",
+        "general usability",
+        "Alpaca, FLAN",
+    ),
+    SeedRow(
+        "rlhf",
+        "06_rlhf",
+        "RLHF",
+        "Very high",
+        "High",
+        "align with human preferences",
+        "safer, more helpful replies",
+        "ChatGPT's alignment",
+    ),
+    SeedRow(
+        "domain_adaptation",
+        "07_domain_adaptation",
+        "Domain adaptation",
+        "Medium–High",
+        "Medium–High",
+        "add domain knowledge",
+        "domain expertise",
+        "BioBERT, FinBERT",
+    ),
+    SeedRow(
+        "distillation",
+        "08_distillation",
+        "Distillation",
+        "Medium",
+        "Medium",
+        "compress a model",
+        "smaller and faster",
+        "DistilBERT",
+    ),
+    SeedRow(
+        "adapters",
+        "09_adapters",
+        "Adapters",
+        "Low",
+        "Medium",
+        "modular task learning",
+        "multi-task, swappable",
+        "AdapterHub",
+    ),
+    SeedRow(
+        "real_model",
+        "10_real_model",
+        "A real open model (context)",
+        "—",
+        "—",
+        "the same recipes on SmolLM2-135M",
+        "—",
+        "SmolLM2-135M-Instruct",
+        context=True,
+    ),
 ]
 SEED_BY_CHAPTER = {row.chapter: row for row in SEED}
 
 # The kind of data a run's method consumes (the run's own `method` field, see the schema).
 DATA_KIND = {
-    "prompting": "none", "baseline": "none",
-    "dpo": "preference pairs", "reward_model": "preference pairs", "rloo": "prompts + reward model",
+    "prompting": "none",
+    "baseline": "none",
+    "dpo": "preference pairs",
+    "reward_model": "preference pairs",
+    "rloo": "prompts + reward model",
     "grpo": "prompts + reward model",
-    "continued_pretraining": "unlabeled tokens", "dapt": "unlabeled tokens", "pretraining": "unlabeled tokens",
+    "continued_pretraining": "unlabeled tokens",
+    "dapt": "unlabeled tokens",
+    "pretraining": "unlabeled tokens",
     "distillation": "teacher outputs",
 }
 
 
 def seed_levels(wording: str) -> set[str]:
-    """"Low–Medium" -> {"Low", "Medium"}; "Very high" -> {"Very high"}; "—" -> set()."""
+    """ "Low–Medium" -> {"Low", "Medium"}; "Very high" -> {"Very high"}; "—" -> set()."""
     parts = [p.strip() for p in wording.replace("–", "-").split("-")]
     out = set()
     for part in parts:
@@ -103,8 +199,11 @@ def book_results(profile, results_dir: str | Path | None = None) -> dict[str, di
 def input_digests(profile: str, results_dir: str | Path | None = None) -> dict[str, str]:
     """{file name: SHA-256} of each chapter results file of `profile` (what the summary read)."""
     folder = Path(results_dir or paths.RESULTS_DIR) / profile
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.glob("*.json")) if p.stem != SUMMARY_CHAPTER}
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.glob("*.json"))
+        if p.stem != SUMMARY_CHAPTER
+    }
 
 
 # ---- one chapter's headline -------------------------------------------------------------------
@@ -131,16 +230,42 @@ def headline(doc: dict) -> dict | None:
         before = (before_run or {}).get("metrics", {}).get(before_metric)
         before_label = f"{before_decl.get('run', decl['run'])}: {before_metric}"
     claim = next((c for c in doc.get("claims", []) if c["id"] == decl.get("claim")), None)
-    return {"run": run, "metric": decl["metric"], "after": after, "before": before,
-            "before_label": before_label,
-            "interval": (claim or {}).get("interval"), "claim": claim,
-            "higher_is_better": decl.get("higher_is_better", True)}
+    return {
+        "run": run,
+        "metric": decl["metric"],
+        "after": after,
+        "before": before,
+        "before_label": before_label,
+        "interval": (claim or {}).get("interval"),
+        "claim": claim,
+        "higher_is_better": decl.get("higher_is_better", True),
+    }
 
 
 # ---- the measured table -----------------------------------------------------------------------
-COLUMNS = ["chapter", "method", "status", "run", "trainable_params", "total_params", "trainable_pct", "peak_memory_mb",
-           "memory_kind", "wall_time_s", "train_examples", "train_tokens", "artifact_mb", "data_kind",
-           "metric", "before", "after", "gain", "interval", "claims_held", "claims_total"]
+COLUMNS = [
+    "chapter",
+    "method",
+    "status",
+    "run",
+    "trainable_params",
+    "total_params",
+    "trainable_pct",
+    "peak_memory_mb",
+    "memory_kind",
+    "wall_time_s",
+    "train_examples",
+    "train_tokens",
+    "artifact_mb",
+    "data_kind",
+    "metric",
+    "before",
+    "after",
+    "gain",
+    "interval",
+    "claims_held",
+    "claims_total",
+]
 
 
 def _chapter_order(docs: dict[str, dict]) -> list[str]:
@@ -163,8 +288,15 @@ def measured_table(docs: dict[str, dict]):
         seed = SEED_BY_CHAPTER.get(stem)
         doc = docs.get(stem)
         row = dict.fromkeys(COLUMNS, math.nan)
-        row.update(chapter=stem, method=seed.method if seed else (doc or {}).get("method", stem),
-                   run=None, memory_kind=None, data_kind=None, metric=None, interval=None)
+        row.update(
+            chapter=stem,
+            method=seed.method if seed else (doc or {}).get("method", stem),
+            run=None,
+            memory_kind=None,
+            data_kind=None,
+            metric=None,
+            interval=None,
+        )
         if doc is None:
             row["status"] = "missing: no results file"
             rows.append(row)
@@ -182,14 +314,22 @@ def measured_table(docs: dict[str, dict]):
             row["status"] = f"headline names run {doc['headline']['run']!r}, which the file lacks"
             rows.append(row)
             continue
-        row.update(status="measured", run=run["name"], trainable_params=run["trainable_params"],
-                   total_params=run["total_params"],
-                   trainable_pct=100 * run["trainable_params"] / run["total_params"],
-                   peak_memory_mb=run["peak_memory_mb"], memory_kind=run["memory_kind"],
-                   wall_time_s=run["wall_time_s"], train_examples=run["train_examples"],
-                   train_tokens=run.get("train_tokens", math.nan), artifact_mb=run.get("artifact_mb", math.nan),
-                   data_kind=DATA_KIND.get(run["method"], "labeled examples") if run["train_examples"] else "none",
-                   metric=head["metric"], interval=head["interval"])
+        row.update(
+            status="measured",
+            run=run["name"],
+            trainable_params=run["trainable_params"],
+            total_params=run["total_params"],
+            trainable_pct=100 * run["trainable_params"] / run["total_params"],
+            peak_memory_mb=run["peak_memory_mb"],
+            memory_kind=run["memory_kind"],
+            wall_time_s=run["wall_time_s"],
+            train_examples=run["train_examples"],
+            train_tokens=run.get("train_tokens", math.nan),
+            artifact_mb=run.get("artifact_mb", math.nan),
+            data_kind=DATA_KIND.get(run["method"], "labeled examples") if run["train_examples"] else "none",
+            metric=head["metric"],
+            interval=head["interval"],
+        )
         after = head["after"]
         before = head["before"]
         row["after"] = math.nan if after is None else after
@@ -204,21 +344,40 @@ def every_run(docs: dict[str, dict]):
     """Every run of every chapter (no headline needed): chapter, run, method and its costs."""
     import pandas as pd
 
-    keys = ["name", "method", "base_model", "trainable_params", "total_params", "peak_memory_mb",
-            "memory_kind", "wall_time_s", "train_examples", "train_tokens", "artifact_mb"]
-    rows = [{"chapter": stem, **{k: run.get(k, math.nan) for k in keys}}
-            for stem in _chapter_order(docs) if stem in docs for run in docs[stem]["runs"]]
+    keys = [
+        "name",
+        "method",
+        "base_model",
+        "trainable_params",
+        "total_params",
+        "peak_memory_mb",
+        "memory_kind",
+        "wall_time_s",
+        "train_examples",
+        "train_tokens",
+        "artifact_mb",
+    ]
+    rows = [
+        {"chapter": stem, **{k: run.get(k, math.nan) for k in keys}}
+        for stem in _chapter_order(docs)
+        if stem in docs
+        for run in docs[stem]["runs"]
+    ]
     return pd.DataFrame(rows, columns=["chapter", *keys])
 
 
 # ---- derived qualitative columns --------------------------------------------------------------
-COST_RULE = ("compute cost = wall time × peak memory of the chapter's headline run, relative to full "
-             "fine-tuning's headline run (the reference, Very high by definition): no trained parameters "
-             "→ None; under 0.2 → Low; 0.2 to 0.5 → Medium; 0.5 to 0.9 → High; 0.9 or more → Very high")
-DATA_RULE = ("data need = training examples of the headline run relative to full fine-tuning's (the "
-             "reference, High by definition): none → None; under 0.2 → Low; 0.2 to 0.6 → Medium; 0.6 or "
-             "more → High; beside it the kind of data the run's method consumes (labeled examples, "
-             "unlabeled tokens, preference pairs, teacher outputs)")
+COST_RULE = (
+    "compute cost = wall time × peak memory of the chapter's headline run, relative to full "
+    "fine-tuning's headline run (the reference, Very high by definition): no trained parameters "
+    "→ None; under 0.2 → Low; 0.2 to 0.5 → Medium; 0.5 to 0.9 → High; 0.9 or more → Very high"
+)
+DATA_RULE = (
+    "data need = training examples of the headline run relative to full fine-tuning's (the "
+    "reference, High by definition): none → None; under 0.2 → Low; 0.2 to 0.6 → Medium; 0.6 or "
+    "more → High; beside it the kind of data the run's method consumes (labeled examples, "
+    "unlabeled tokens, preference pairs, teacher outputs)"
+)
 REFERENCE_CHAPTER = "04_full_finetuning"
 
 
@@ -270,15 +429,22 @@ def seed_comparison(table):
             continue
         out = {"chapter": row["chapter"], "method": row["method"]}
         for column, derive, seed_text in (
-                ("compute_cost", cost_level, seed.compute_cost if seed else "—"),
-                ("data_need", data_level, seed.data_need if seed else "—")):
+            ("compute_cost", cost_level, seed.compute_cost if seed else "—"),
+            ("data_need", data_level, seed.data_need if seed else "—"),
+        ):
             derived = derive(row, reference)
             out[f"{column}_seed"] = seed_text
             out[f"{column}_measured"] = derived or "n/a"
             levels = seed_levels(seed_text)
-            out[f"{column}_agrees"] = ("n/a (the reference)" if row["chapter"] == REFERENCE_CHAPTER
-                                       else "n/a" if derived is None or not levels
-                                       else "agree" if derived in levels else "disagree")
+            out[f"{column}_agrees"] = (
+                "n/a (the reference)"
+                if row["chapter"] == REFERENCE_CHAPTER
+                else "n/a"
+                if derived is None or not levels
+                else "agree"
+                if derived in levels
+                else "disagree"
+            )
         out["data_kind"] = row["data_kind"]
         rows.append(out)
     return pd.DataFrame(rows)
@@ -293,11 +459,21 @@ def claim_ledger(docs: dict[str, dict]):
     for stem in _chapter_order(docs):
         for c in docs.get(stem, {}).get("claims", []):
             measured = c["measured"] if c["measured"] is not None else c.get("measured_nonfinite")
-            rows.append({"chapter": stem, "id": c["id"], "text": c["text"], "measured": measured,
-                         "interval": c.get("interval"), "comparison": c.get("comparison", ">="),
-                         "threshold": c["threshold"], "holds": c["holds"]})
-    return pd.DataFrame(rows, columns=["chapter", "id", "text", "measured", "interval", "comparison",
-                                       "threshold", "holds"])
+            rows.append(
+                {
+                    "chapter": stem,
+                    "id": c["id"],
+                    "text": c["text"],
+                    "measured": measured,
+                    "interval": c.get("interval"),
+                    "comparison": c.get("comparison", ">="),
+                    "threshold": c["threshold"],
+                    "holds": c["holds"],
+                }
+            )
+    return pd.DataFrame(
+        rows, columns=["chapter", "id", "text", "measured", "interval", "comparison", "threshold", "holds"]
+    )
 
 
 def ledger_totals(ledger):
@@ -322,11 +498,21 @@ def provenance(docs: dict[str, dict]):
             continue
         doc = docs[stem]
         env = doc["environment"]
-        rows.append({"chapter": stem, "profile": doc["profile"], "device": env["device"],
-                     "device_name": env["device_name"], "torch": env["torch"],
-                     "transformers": env["transformers"], "peft": env.get("peft"), "trl": env.get("trl"),
-                     "commit": (env.get("git_commit") or "unknown")[:10], "timestamp": env["timestamp"],
-                     "base_models": ", ".join(sorted({r["base_model"] for r in doc["runs"]}))})
+        rows.append(
+            {
+                "chapter": stem,
+                "profile": doc["profile"],
+                "device": env["device"],
+                "device_name": env["device_name"],
+                "torch": env["torch"],
+                "transformers": env["transformers"],
+                "peft": env.get("peft"),
+                "trl": env.get("trl"),
+                "commit": (env.get("git_commit") or "unknown")[:10],
+                "timestamp": env["timestamp"],
+                "base_models": ", ".join(sorted({r["base_model"] for r in doc["runs"]})),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -352,8 +538,10 @@ def provenance_warnings(docs: dict[str, dict]) -> list[str]:
     spread("devices", lambda d: d["environment"]["device"])
     for lib in ("torch", "transformers", "peft", "trl"):
         spread(f"{lib} versions", lambda d, lib=lib: d["environment"].get(lib))
-    spread("commits (a partial rebuild mixing code versions)",
-           lambda d: (d["environment"].get("git_commit") or "unknown")[:10])
+    spread(
+        "commits (a partial rebuild mixing code versions)",
+        lambda d: (d["environment"].get("git_commit") or "unknown")[:10],
+    )
     unknown = sorted(s for s, d in docs.items() if not d["environment"].get("git_commit"))
     if unknown:
         out.append(f"unknown commit (not built from a git checkout): {', '.join(unknown)}")
@@ -365,13 +553,17 @@ def provenance_warnings(docs: dict[str, dict]) -> list[str]:
     for stem, doc in docs.items():
         for run in doc["runs"]:
             if run.get("base_model_sha256"):
-                stems = weights.setdefault(run["base_model"], {}).setdefault(run["base_model_sha256"][:10], [])
+                stems = weights.setdefault(run["base_model"], {}).setdefault(
+                    run["base_model_sha256"][:10], []
+                )
                 if stem not in stems:
                     stems.append(stem)
     for name, by_sha in sorted(weights.items()):
         if len(by_sha) > 1:
             parts = "; ".join(f"{sha}: {', '.join(sorted(s))}" for sha, s in sorted(by_sha.items()))
-            out.append(f"mixed base models: {name} has different weights (SHA-256) in different chapters: {parts}")
+            out.append(
+                f"mixed base models: {name} has different weights (SHA-256) in different chapters: {parts}"
+            )
     return out
 
 
@@ -421,12 +613,19 @@ def meta_model(config, trainable_all: bool, extra_trainable: int = 0, layers: in
 
 
 def _lora_params(model, r: int = 16) -> int:
-    return sum(r * (m.in_features + m.out_features) for name, m in model.named_modules()
-               if name.rsplit(".", 1)[-1] in LINEARS)
+    return sum(
+        r * (m.in_features + m.out_features)
+        for name, m in model.named_modules()
+        if name.rsplit(".", 1)[-1] in LINEARS
+    )
 
 
-def real_scale_memory(batch_size: int = 4, seq_len: int = 1024, config_dir: str | Path | None = None,
-                      models: dict[str, str] | None = None):
+def real_scale_memory(
+    batch_size: int = 4,
+    seq_len: int = 1024,
+    config_dir: str | Path | None = None,
+    models: dict[str, str] | None = None,
+):
     """Estimated peak training memory (GB, 1e9 bytes) per method (RECIPES) and model size
     (REAL_MODELS), from `labkit.measure.estimate_training_memory_mb` on meta-device models:
     weights, gradients and two Adam moments at bf16, activations (Korthikanti et al. 2022) and
@@ -435,7 +634,7 @@ def real_scale_memory(batch_size: int = 4, seq_len: int = 1024, config_dir: str 
 
     from .measure import estimate_training_memory_mb
 
-    mb = 2 ** 20 / 1e9
+    mb = 2**20 / 1e9
     table = {}
     for size, file in (models or REAL_MODELS).items():
         config = load_model_config(file, config_dir)
@@ -476,7 +675,11 @@ def display_table(table, estimates=None):
     import pandas as pd
 
     def fmt(value, template):
-        return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else template.format(value)
+        return (
+            "—"
+            if value is None or (isinstance(value, float) and math.isnan(value))
+            else template.format(value)
+        )
 
     rows = []
     for _, r in table.iterrows():
@@ -485,17 +688,41 @@ def display_table(table, estimates=None):
         if isinstance(interval, list):
             gain += f" [{interval[0]:+.3g}, {interval[1]:+.3g}]"
         pct = r["trainable_pct"]
-        trainable = "—" if math.isnan(r["trainable_params"]) else (
-            f"{_human(r['trainable_params'])} ({pct:.2g}%)" if pct < 10 else f"{_human(r['trainable_params'])} ({pct:.0f}%)")
-        examples = "—" if math.isnan(r["train_examples"]) else (
-            f"{r['train_examples']:,.0f} / " + ("—" if math.isnan(r["train_tokens"]) else _human(r["train_tokens"])))
-        headline = "—" if r["metric"] is None else f"{r['metric']}: {fmt(r['before'], '{:.3g}')} → {fmt(r['after'], '{:.3g}')}"
+        trainable = (
+            "—"
+            if math.isnan(r["trainable_params"])
+            else (
+                f"{_human(r['trainable_params'])} ({pct:.2g}%)"
+                if pct < 10
+                else f"{_human(r['trainable_params'])} ({pct:.0f}%)"
+            )
+        )
+        examples = (
+            "—"
+            if math.isnan(r["train_examples"])
+            else (
+                f"{r['train_examples']:,.0f} / "
+                + ("—" if math.isnan(r["train_tokens"]) else _human(r["train_tokens"]))
+            )
+        )
+        headline = (
+            "—"
+            if r["metric"] is None
+            else f"{r['metric']}: {fmt(r['before'], '{:.3g}')} → {fmt(r['after'], '{:.3g}')}"
+        )
         claims = "—" if math.isnan(r["claims_total"]) else f"{r['claims_held']:.0f} / {r['claims_total']:.0f}"
-        row = {"method": r["method"], "status": r["status"], "trainable": trainable,
-               "peak memory": fmt(r["peak_memory_mb"], "{:,.0f} MB " + str(r["memory_kind"])),
-               "wall time": fmt(r["wall_time_s"], "{:,.1f} s"), "examples / tokens": examples,
-               "artifact": fmt(r["artifact_mb"], "{:.3g} MB"), "headline": headline,
-               "gain [95% interval]": gain, "claims held": claims}
+        row = {
+            "method": r["method"],
+            "status": r["status"],
+            "trainable": trainable,
+            "peak memory": fmt(r["peak_memory_mb"], "{:,.0f} MB " + str(r["memory_kind"])),
+            "wall time": fmt(r["wall_time_s"], "{:,.1f} s"),
+            "examples / tokens": examples,
+            "artifact": fmt(r["artifact_mb"], "{:.3g} MB"),
+            "headline": headline,
+            "gain [95% interval]": gain,
+            "claims held": claims,
+        }
         seed = SEED_BY_CHAPTER.get(r["chapter"])
         if estimates is not None:
             key = seed.key if seed else None
@@ -539,7 +766,9 @@ def forget_executed(notebook: str | Path, build_dir: str | Path, root: str | Pat
     from jupyter_cache import get_cache
 
     notebook, build_dir = Path(notebook), Path(build_dir)
-    doctree = build_dir / ".doctrees" / notebook.resolve().relative_to(Path(root).resolve()).with_suffix(".doctree")
+    doctree = (
+        build_dir / ".doctrees" / notebook.resolve().relative_to(Path(root).resolve()).with_suffix(".doctree")
+    )
     doctree.unlink(missing_ok=True)
     cache_dir = build_dir / ".jupyter_cache"
     if not cache_dir.exists():
@@ -553,8 +782,13 @@ def forget_executed(notebook: str | Path, build_dir: str | Path, root: str | Pat
     return True
 
 
-def refresh(build_dir: str | Path = "_build", notebook: str | Path = f"notebooks/{SUMMARY_CHAPTER}.ipynb",
-            profile: str | None = None, results_dir: str | Path | None = None, root: str | Path = ".") -> bool:
+def refresh(
+    build_dir: str | Path = "_build",
+    notebook: str | Path = f"notebooks/{SUMMARY_CHAPTER}.ipynb",
+    profile: str | None = None,
+    results_dir: str | Path | None = None,
+    root: str | Path = ".",
+) -> bool:
     """`make book`'s rule for the summary, before and after `jupyter-book build`: if the chapter
     results differ from those the summary last read, forget its executed copy (it runs again in
     the next build) and return False; True when it is fresh."""
@@ -572,9 +806,11 @@ if __name__ == "__main__":
     import argparse
     import sys
 
-    parser = argparse.ArgumentParser(description="python -m labkit.summary refresh: exit 0 when the "
-                                     "summary chapter read the current results, else forget its cached "
-                                     "run (it executes in the next jupyter-book build) and exit 1")
+    parser = argparse.ArgumentParser(
+        description="python -m labkit.summary refresh: exit 0 when the "
+        "summary chapter read the current results, else forget its cached "
+        "run (it executes in the next jupyter-book build) and exit 1"
+    )
     parser.add_argument("command", choices=["refresh"])
     parser.add_argument("--build-dir", default="_build")
     parser.add_argument("--notebook", default=f"notebooks/{SUMMARY_CHAPTER}.ipynb")

@@ -43,24 +43,59 @@ def _claim(id, holds, interval=None):
 def _book():
     """Four chapters: prompting (no training), LoRA and full FT with headlines, RLHF without one."""
     return {
-        "01_prompt_engineering": _doc("01_prompt_engineering", [
-            _run("0-shot", "prompting", trainable=0, examples=0, metrics={"accuracy": 0.2}),
-            _run("3-shot", "prompting", trainable=0, examples=0, metrics={"accuracy": 0.5})],
+        "01_prompt_engineering": _doc(
+            "01_prompt_engineering",
+            [
+                _run("0-shot", "prompting", trainable=0, examples=0, metrics={"accuracy": 0.2}),
+                _run("3-shot", "prompting", trainable=0, examples=0, metrics={"accuracy": 0.5}),
+            ],
             [_claim("shots", True, [0.1, 0.4])],
-            headline={"run": "3-shot", "metric": "accuracy", "before": {"run": "0-shot"}, "claim": "shots"}),
-        "03_lora": _doc("03_lora", [
-            _run("lora legal", trainable=1000, wall=10.0, memory=500.0, examples=100,
-                 metrics={"accuracy": 0.9, "accuracy_before": 0.3})],
+            headline={"run": "3-shot", "metric": "accuracy", "before": {"run": "0-shot"}, "claim": "shots"},
+        ),
+        "03_lora": _doc(
+            "03_lora",
+            [
+                _run(
+                    "lora legal",
+                    trainable=1000,
+                    wall=10.0,
+                    memory=500.0,
+                    examples=100,
+                    metrics={"accuracy": 0.9, "accuracy_before": 0.3},
+                )
+            ],
             [_claim("beats_base", True, [0.4, 0.8]), _claim("less_memory", False)],
-            headline={"run": "lora legal", "metric": "accuracy", "before": {"metric": "accuracy_before"},
-                      "claim": "beats_base"}),
-        "04_full_finetuning": _doc("04_full_finetuning", [
-            _run("full", "full_ft", trainable=100_000, wall=20.0, memory=1000.0, examples=100,
-                 metrics={"ppl": 3.0})],
+            headline={
+                "run": "lora legal",
+                "metric": "accuracy",
+                "before": {"metric": "accuracy_before"},
+                "claim": "beats_base",
+            },
+        ),
+        "04_full_finetuning": _doc(
+            "04_full_finetuning",
+            [
+                _run(
+                    "full",
+                    "full_ft",
+                    trainable=100_000,
+                    wall=20.0,
+                    memory=1000.0,
+                    examples=100,
+                    metrics={"ppl": 3.0},
+                )
+            ],
             [_claim("fits", True)],
-            headline={"run": "full", "metric": "ppl", "before": {"value": 5.0, "label": "base model"},
-                      "higher_is_better": False}),
-        "06_rlhf": _doc("06_rlhf", [_run("DPO", "dpo", examples=300)], [_claim("a", True), _claim("b", False)]),
+            headline={
+                "run": "full",
+                "metric": "ppl",
+                "before": {"value": 5.0, "label": "base model"},
+                "higher_is_better": False,
+            },
+        ),
+        "06_rlhf": _doc(
+            "06_rlhf", [_run("DPO", "dpo", examples=300)], [_claim("a", True), _claim("b", False)]
+        ),
     }
 
 
@@ -131,7 +166,9 @@ def test_no_headline_declared_keeps_claims_but_guesses_no_numbers():
 
 def test_a_new_chapter_gets_its_own_row_and_the_summary_skips_its_own_file(tmp_path):
     docs = _book()
-    docs["12_new_method"] = _doc("12_new_method", [_run("new")], headline={"run": "new", "metric": "accuracy"})
+    docs["12_new_method"] = _doc(
+        "12_new_method", [_run("new")], headline={"run": "new", "metric": "accuracy"}
+    )
     docs["11_summary"] = {**_doc("11_summary", [_run("x")]), "inputs": {"03_lora.json": "0" * 64}}
     _write(tmp_path, docs)
     loaded = summary.book_results("cpu", tmp_path)
@@ -289,7 +326,9 @@ def test_chooser_rules_that_the_seed_cases_do_not_reach():
     assert recommend(Answers(labeled_examples=10)).method == "prompting"
     # lots of data, too little memory for full fine-tuning of an 8B model (18 B/param = 144 GB)
     assert recommend(Answers(labeled_examples=100_000, gpu_memory_gb=80, model_params_b=8)).method == "lora"
-    assert recommend(Answers(labeled_examples=100_000, gpu_memory_gb=144, model_params_b=8)).method == "full_ft"
+    assert (
+        recommend(Answers(labeled_examples=100_000, gpu_memory_gb=144, model_params_b=8)).method == "full_ft"
+    )
 
 
 def test_every_recommendation_is_a_leaf_of_the_flow_and_links_its_chapter():
@@ -319,7 +358,9 @@ def _checks():
     import nbformat
 
     nb = nbformat.read(Path(__file__).resolve().parents[1] / "notebooks" / "11_summary.ipynb", as_version=4)
-    tagged = lambda tag: [c.source for c in nb.cells if tag in c.metadata.get("tags", [])]
+    def tagged(tag):
+        return [c.source for c in nb.cells if tag in c.metadata.get("tags", [])]
+
     return tagged("solution"), tagged("check")
 
 

@@ -26,7 +26,8 @@ table = summary.measured_table(docs)
 print("LORA_MEMORY", table.set_index("chapter").loc["03_lora", "peak_memory_mb"])
 r = Results("11_summary", "Summary", "smoke")
 r.add_run({"name": "s", "method": "summary", "base_model": "none", "trainable_params": 0, "total_params": 1,
-           "train_examples": 0, "wall_time_s": 0.0, "peak_memory_mb": 0.0, "memory_kind": "none", "metrics": {}})
+           "train_examples": 0, "wall_time_s": 0.0, "peak_memory_mb": 0.0, "memory_kind": "none",
+           "metrics": {}})
 summary.write_summary_results(r)
 """
 
@@ -46,7 +47,9 @@ def _book(tmp_path):
     (book / "notebooks").mkdir(parents=True)
     (book / "_config.yml").write_text("title: t\nonly_build_toc_files: true\nexecute:\n"
                                       "  execute_notebooks: cache\n  timeout: 300\n")
-    (book / "_toc.yml").write_text("format: jb-book\nroot: intro\nchapters:\n  - file: notebooks/11_summary\n")
+    (book / "_toc.yml").write_text(
+        "format: jb-book\nroot: intro\nchapters:\n  - file: notebooks/11_summary\n"
+    )
     (book / "intro.md").write_text("# Intro\n")
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Summary"),
                                          nbformat.v4.new_code_cell(NOTEBOOK)])
@@ -69,8 +72,11 @@ def _build(book, env):
 
 def test_makefile_runs_the_refresh_before_and_after_the_build():
     book_target = (ROOT / "Makefile").read_text().split("\nbook:")[1].split("\n\n")[0]
-    before, build, after = (book_target.index("labkit.summary refresh"), book_target.index("jupyter-book build"),
-                            book_target.rindex("labkit.summary refresh"))
+    before, build, after = (
+        book_target.index("labkit.summary refresh"),
+        book_target.index("jupyter-book build"),
+        book_target.rindex("labkit.summary refresh"),
+    )
     assert before < build < after
 
 
@@ -79,12 +85,17 @@ def test_refresh_is_a_no_op_when_fresh_and_forgets_when_a_file_changed(tmp_path)
     results.mkdir(parents=True)
     (results / "03_lora.json").write_text(json.dumps(_lora_doc(100.0)))
     assert not summary.is_fresh("smoke", tmp_path / "results")  # the summary never ran
-    (results / "11_summary.json").write_text(json.dumps({"inputs": summary.input_digests("smoke", tmp_path / "results")}))
+    (results / "11_summary.json").write_text(
+        json.dumps({"inputs": summary.input_digests("smoke", tmp_path / "results")})
+    )
     assert summary.is_fresh("smoke", tmp_path / "results")
     (results / "03_lora.json").write_text(json.dumps(_lora_doc(200.0)))
     assert not summary.is_fresh("smoke", tmp_path / "results")
     (results / "04_full_finetuning.json").write_text("{}")  # a new file counts too
-    assert set(summary.input_digests("smoke", tmp_path / "results")) == {"03_lora.json", "04_full_finetuning.json"}
+    assert set(summary.input_digests("smoke", tmp_path / "results")) == {
+        "03_lora.json",
+        "04_full_finetuning.json",
+    }
 
 
 @pytest.mark.skipif(not (BIN / "jupyter-book").exists(), reason="jupyter-book not installed")
@@ -93,7 +104,12 @@ def test_a_changed_results_file_reaches_the_built_page(tmp_path):
     results = tmp_path / "results"
     (results / "smoke").mkdir(parents=True)
     (results / "smoke" / "03_lora.json").write_text(json.dumps(_lora_doc(500.0)))
-    env = {**os.environ, "LABKIT_RESULTS_DIR": str(results), "LABKIT_PROFILE": "smoke", "OMP_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "LABKIT_RESULTS_DIR": str(results),
+        "LABKIT_PROFILE": "smoke",
+        "OMP_NUM_THREADS": "1",
+    }
     assert _build(book, env) == 500.0
     (results / "smoke" / "03_lora.json").write_text(json.dumps(_lora_doc(777.0)))
     assert _build(book, env) == 777.0  # the notebook did not change; the results file did
