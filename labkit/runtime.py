@@ -124,6 +124,9 @@ def quiet() -> None:
     # seed_everything asks for deterministic kernels; where a GPU op has none, torch says so
     # at every step.
     warnings.filterwarnings("ignore", message=".*does not have a deterministic implementation")
+    # peft's prefix tuning still passes `past_key_values` to the model (transformers 5.24 renamed it
+    # `cache`); the warning is attributed to torch's module code, so the module filter above misses it.
+    warnings.filterwarnings("ignore", message=r".*`past_key_values` is deprecated", category=FutureWarning)
     for name in _NOISY:
         logging.getLogger(name).setLevel(logging.ERROR)
     # TrainingArguments hides the training bar when its own logger is above WARNING.
@@ -253,4 +256,5 @@ def on_cuda_oom(batch_size: int | None = None, what: str = "this run"):
             advice.append("a shorter max_length, or gradient checkpointing (the batch is already 1)")
         advice.append("the cpu profile: LABKIT_PROFILE=cpu (smaller sizes; `python -m labkit doctor` "
                       "shows the free memory)")
-        raise OutOfMemory(f"{what} ran out of GPU memory ({first}). Try " + ", or ".join(advice) + ".") from err
+        raise OutOfMemory(f"{what} ran out of GPU memory ({first}). Try "
+                          + ", or ".join(advice) + ".") from err
