@@ -1,6 +1,7 @@
 """Command line: `python -m labkit doctor | data | pretrain | evaluate | models | student | grade`.
 
-  python -m labkit doctor                check this environment: versions, device, memory, disk, profile, model
+  python -m labkit doctor                check this environment: versions, device, memory, disk, profile, \
+model
 
   python -m labkit data                  regenerate data/labworld/ (seconds)
   python -m labkit pretrain --steps 1400 --threads 2
@@ -19,21 +20,22 @@ import sys
 from pathlib import Path
 
 
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m labkit", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("doctor", help="check versions, device, memory, disk, profile and model (exit 1 on a FAIL)")
+    sub.add_parser("doctor",
+                   help="check versions, device, memory, disk, profile and model (exit 1 on a FAIL)")
     sub.add_parser("data", help="regenerate the LabWorld data files")
     from .pretrain import PretrainConfig
 
     pre = sub.add_parser("pretrain", help="pretrain the embedded base model")
     pre.add_argument("--steps", type=int, default=PretrainConfig.steps,
-                     help=f"optimiser steps (default {PretrainConfig.steps}); the schedule depends on steps only")
+                     help=f"optimiser steps (default {PretrainConfig.steps}); "
+                          "the schedule depends on steps only")
     pre.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
-    pre.add_argument("--out", type=Path, default=None, help="output folder (default data/models/labworld-base)")
+    pre.add_argument("--out", type=Path, default=None,
+                     help="output folder (default data/models/labworld-base)")
     ev = sub.add_parser("evaluate", help="re-evaluate the embedded model against its model card")
     ev.add_argument("--model", default=None)
     ev.add_argument("--tolerance", type=float, default=1e-3)
@@ -47,10 +49,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="folder of notebooks: SUBMISSIONS/<student>/*.ipynb (or *.ipynb directly)")
     gr.add_argument("--profile", default="smoke", help="LABKIT_PROFILE to run them in (default smoke)")
     gr.add_argument("--out", type=Path, default=Path("grading-report"),
-                    help="report folder: junit.xml, summary.csv, summary.md, executed/ (default grading-report)")
+                    help="report folder: junit.xml, summary.csv, summary.md, executed/ "
+                         "(default grading-report)")
     gr.add_argument("--timeout", type=int, default=900, help="seconds per cell before it is interrupted")
     gr.add_argument("--lab-root", default=None,
-                    help="the lab folder holding data/ (default: $LABKIT_ROOT, else the installed lab's folder)")
+                    help="the lab folder holding data/ "
+                         "(default: $LABKIT_ROOT, else the installed lab's folder)")
     gr.add_argument("--reference", default=None,
                     help="instructor notebooks whose check cells are used (default: <lab root>/notebooks; "
                          "'' keeps the submitted checks)")
@@ -86,9 +90,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {len(files)} files under {DATA_DIR / 'labworld'}")
         return 0
     if args.command == "pretrain":
-        from .report_card import base_model_report
         from .model import load_model
         from .pretrain import PretrainConfig, pretrain, write_model_card
+        from .report_card import base_model_report
 
         out = args.out or MODELS_DIR / "labworld-base"
         log = pretrain(out, PretrainConfig(steps=args.steps, threads=args.threads))
@@ -97,8 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         write_model_card(out, log, report)
         print(json.dumps(report, indent=1))
         return 0
-    from .report_card import base_model_report
     from .model import load_model
+    from .report_card import base_model_report
 
     model, tokenizer = load_model(args.model)
     path = Path(args.model) if args.model else MODELS_DIR / "labworld-base"

@@ -224,8 +224,9 @@ def save_adapter(model: nn.Module, name: str, path: str | Path) -> Path:
 
 def load_adapter(model: nn.Module, path: str | Path, name: str) -> nn.Module:
     """Add the adapter saved at `path` under `name`, frozen and not active (`set_adapter` makes
-    it both, as after `add_adapter`). Returns `model`. Raises AdapterError, naming both sizes, when the file was made for a base
-    with another hidden_size or number of layers, or when it is not an adapter file."""
+    it both, as after `add_adapter`). Returns `model`. Raises AdapterError, naming both sizes,
+    when the file was made for a base with another hidden_size or number of layers, or when it
+    is not an adapter file."""
     path = Path(path)
     if not path.is_file():
         raise AdapterError(f"{path}: no such adapter file")
@@ -246,7 +247,8 @@ def load_adapter(model: nn.Module, path: str | Path, name: str) -> nn.Module:
     if saved_layers != sorted(layers):
         delete_adapter(model, name)
         raise AdapterError(f"{path}: this adapter has {len(saved_layers)} adapted sublayers "
-                           f"({saved_layers[:2]}...), this model has {len(layers)} ({sorted(layers)[:2]}...); "
+                           f"({saved_layers[:2]}...), this model has {len(layers)} "
+                           f"({sorted(layers)[:2]}...); "
                            "load it on the base it was trained on")
     for layer_path, layer in layers.items():
         adapter = layer.adapters[name]

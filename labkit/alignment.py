@@ -29,7 +29,8 @@ def win_scores(scores_a: list[float], scores_b: list[float]) -> list[float]:
 
 
 def _chat_texts(tokenizer, prompts: list[str], responses: list[str]) -> list[str]:
-    return [tokenizer.apply_chat_template([{"role": "user", "content": p}, {"role": "assistant", "content": r}],
+    return [tokenizer.apply_chat_template([{"role": "user", "content": p},
+                                           {"role": "assistant", "content": r}],
                                           tokenize=False) for p, r in zip(prompts, responses)]
 
 
@@ -69,14 +70,16 @@ def sample_with_kl(policy, reference, tokenizer, prompts: list[str], max_new_tok
     with padding_side(tokenizer, "left"):
         for i in range(0, len(prompts), batch_size):
             chats = [chat_prompt(tokenizer, p) for p in prompts[i:i + batch_size]]
-            batch = tokenizer(chats, return_tensors="pt", padding=True, add_special_tokens=False).to(policy.device)
-            ids = policy.generate(**batch, max_new_tokens=max_new_tokens, do_sample=True, temperature=temperature,
-                                  top_k=0, top_p=1.0, pad_token_id=tokenizer.pad_token_id, eos_token_id=stop_ids)
+            batch = tokenizer(chats, return_tensors="pt", padding=True,
+                              add_special_tokens=False).to(policy.device)
+            ids = policy.generate(**batch, max_new_tokens=max_new_tokens, do_sample=True,
+                                  temperature=temperature, top_k=0, top_p=1.0,
+                                  pad_token_id=tokenizer.pad_token_id, eos_token_id=stop_ids)
             n_prompt = batch["input_ids"].shape[1]
-            new = ids[:, n_prompt:]                                        # (B, T)
+            new = ids[:, n_prompt:]                                       # (B, T)
             stopped = torch.isin(new, torch.tensor(stop_ids, device=new.device))
-            after_stop = (stopped.cumsum(dim=1) - stopped.long()) > 0      # tokens after the first stop
-            reply_mask = ~after_stop                                       # (B, T) reply tokens incl. the stop
+            after_stop = (stopped.cumsum(dim=1) - stopped.long()) > 0     # tokens after the first stop
+            reply_mask = ~after_stop                                      # (B, T) reply tokens incl. the stop
             attention = torch.cat([batch["attention_mask"], reply_mask.long()], dim=1)
             kls += (_token_kl(policy, reference, ids, attention, n_prompt) * reply_mask).sum(dim=1).tolist()
             replies += tokenizer.batch_decode(new.masked_fill(after_stop, tokenizer.pad_token_id),

@@ -81,7 +81,8 @@ def read_jsonl(path: str | Path, required: tuple[str, ...] | Mapping = ()) -> li
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as err:
-                raise DataError(f"{path}:{lineno}: not valid JSON ({err.msg} at column {err.colno})") from None
+                raise DataError(f"{path}:{lineno}: not valid JSON "
+                                f"({err.msg} at column {err.colno})") from None
             if not isinstance(row, dict):
                 raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
             missing = [k for k in fields if k not in row]

@@ -20,7 +20,8 @@ def frontier_at(x: Sequence[float], y: Sequence[float], level: float) -> float:
     x = level", interpolated between runs."""
     xs, ys = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     if xs.shape != ys.shape or xs.ndim != 1 or xs.size == 0:
-        raise ValueError(f"frontier_at: x and y must be non-empty lists of equal length, got {xs.shape}, {ys.shape}")
+        raise ValueError("frontier_at: x and y must be non-empty lists of equal length, "
+                         f"got {xs.shape}, {ys.shape}")
     keep_x, keep_y, best = [], [], np.inf
     for i in np.lexsort((ys, -xs)):  # highest x first; for equal x, lowest y first
         if ys[i] < best:

@@ -134,7 +134,8 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 16, bat
     stop_ids = stop_token_ids(tokenizer)
     if has_virtual_tokens(model):
         if do_sample:
-            raise NotImplementedError("sampling from a prompt-tuned or prefix-tuned model: use greedy decoding")
+            raise NotImplementedError("sampling from a prompt-tuned or prefix-tuned model: "
+                                      "use greedy decoding")
         special = not _renders_bos(tokenizer, prompts)
         rows = [_greedy_recompute(model, tokenizer, p, max_new_tokens, stop_ids, special) for p in prompts]
     else:

@@ -34,7 +34,8 @@ def text_logits(model, batch) -> torch.Tensor:
     logits = model(**batch).logits
     extra = logits.shape[1] - batch["input_ids"].shape[1]  # peft's num_virtual_tokens, or 0
     if extra < 0:
-        raise ValueError(f"the model returned {logits.shape[1]} positions for {batch['input_ids'].shape[1]} tokens")
+        raise ValueError(f"the model returned {logits.shape[1]} positions "
+                         f"for {batch['input_ids'].shape[1]} tokens")
     return logits[:, extra:]
 
 
@@ -68,13 +69,14 @@ def token_nll(model, tokenizer, texts: list[str], terms: list[str] | None = None
     `max_length` beyond the model's positions.
     """
     if terms is not None and not getattr(tokenizer, "is_fast", False):
-        raise ValueError("text_nll(terms=...) needs a fast tokenizer (offset mapping); load it with use_fast=True")
+        raise ValueError("text_nll(terms=...) needs a fast tokenizer (offset mapping); "
+                         "load it with use_fast=True")
     out: list[tuple[float, int]] = []
     with padding_side(tokenizer, "right"):
         for i in range(0, len(texts), batch_size):
             chunk = texts[i:i + batch_size]
-            batch = tokenizer(chunk, return_tensors="pt", padding=True, truncation=True, max_length=max_length,
-                              return_offsets_mapping=terms is not None)
+            batch = tokenizer(chunk, return_tensors="pt", padding=True, truncation=True,
+                              max_length=max_length, return_offsets_mapping=terms is not None)
             offsets = batch.pop("offset_mapping", None)  # (B, T, 2) character spans of the tokens
             _check_length(model, batch["input_ids"].shape[1], max_length)
             batch = batch.to(model.device)
@@ -88,7 +90,8 @@ def token_nll(model, tokenizer, texts: list[str], terms: list[str] | None = None
                         s, e = offsets[b, 1:, 0], offsets[b, 1:, 1]  # spans of the target tokens
                         in_term[b] |= ((s < end) & (e > start)).to(in_term.device)
                 keep &= in_term
-            nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, reduction="none")  # (B, T-1)
+            nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets,
+                                                    reduction="none")  # (B, T-1)
             nll = (nll * keep).sum(dim=1)
             out += [(float(n), int(k)) for n, k in zip(nll.tolist(), keep.sum(dim=1).tolist())]
     return out

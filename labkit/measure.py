@@ -332,7 +332,8 @@ def estimate_training_memory_mb(model: torch.nn.Module, batch_size: int, seq_len
 
 def available_memory_mb(device: torch.device | str | None = None) -> float:
     """Free memory on `device` (default: CUDA if available, else the CPU's RAM), in MB."""
-    kind = torch.device(device).type if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
+    kind = (torch.device(device).type if device is not None
+            else ("cuda" if torch.cuda.is_available() else "cpu"))
     if kind == "cuda":
         free, _ = torch.cuda.mem_get_info()
         return free / MB
@@ -348,8 +349,10 @@ def check_fits(estimate_mb: float | dict, device: torch.device | str | None = No
     free = available_memory_mb(device)
     if need <= free:
         return True
-    kind = torch.device(device).type if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
-    smaller = f"per_device_train_batch_size={max(1, batch_size // 2)}" if batch_size and batch_size > 1 else "a smaller batch"
+    kind = (torch.device(device).type if device is not None
+            else ("cuda" if torch.cuda.is_available() else "cpu"))
+    smaller = (f"per_device_train_batch_size={max(1, batch_size // 2)}" if batch_size and batch_size > 1
+               else "a smaller batch")
     warnings.warn(f"This run needs about {need:,.0f} MB but only {free:,.0f} MB are free on {kind}: it will "
                   f"probably run out of memory. Try {smaller} (doubling gradient_accumulation_steps keeps "
                   f"the effective batch), a shorter max_length, or a smaller profile (LABKIT_PROFILE=cpu "

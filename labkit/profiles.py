@@ -21,7 +21,8 @@ class Profile:
     seed: int = 0
     train_steps: int = 150         # optimiser steps per training run
     batch_size: int = 8            # examples per step
-    checkpoints_per_run: int = 4   # trainer_args saves this many checkpoints per run (0: none), to resume after a restart
+    checkpoints_per_run: int = 4   # trainer_args saves this many checkpoints per run (0: none), to resume
+                                   # after a restart
     eval_examples: int = 200       # held-out items scored per evaluation (fewer if a split has fewer)
     pretrain_demo_steps: int = 60      # chapter 0 re-runs the recipe briefly on a corpus slice (~1 min)
     pretrain_demo_docs: int = 20000
@@ -35,11 +36,13 @@ class Profile:
     # documents of LabWorld v2 not at all); probes in data/labworld/README.md, tools/domain_task_curve.py
     lora_target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
                                             "down_proj")
-    lora_steps: int = 300                      # chapter 3's domain adapters (healthcare's copy clicks at 200-300)
+    lora_steps: int = 300                      # chapter 3's domain adapters (healthcare's copy clicks
+                                               # at 200-300)
     lora_ranks: tuple[int, ...] = (1, 8, 64)   # the rank sweep, at train_steps on chapter 3's legal task
     lora_lr: float = 3e-3
     full_ft_lr: float = 1e-3
-    adapter_lr: float = 1e-2                   # chapter 9 (bottleneck adapters, and the LoRA they are compared with)
+    adapter_lr: float = 1e-2                   # chapter 9 (bottleneck adapters, and the LoRA they are
+                                               # compared with)
     latency_repeats: int = 20                  # chapter 9: timed forward passes per prompt and model
     dapt_steps: int = 300                      # chapter 7: continued pretraining on the domain corpus
     dapt_lr: float = 1e-3
@@ -91,13 +94,15 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "smoke": Profile("smoke", train_steps=4, batch_size=2, eval_examples=8, checkpoints_per_run=0,
                      pretrain_demo_steps=4, pretrain_demo_docs=300, shots=(0, 3),
-                     virtual_tokens=4, virtual_token_sweep=(4,), lora_ranks=(4,), lora_steps=4, latency_repeats=3,
+                     virtual_tokens=4, virtual_token_sweep=(4,), lora_ranks=(4,), lora_steps=4,
+                     latency_repeats=3,
                      dapt_steps=4, dapt_label_sizes=(4, 8), dapt_ft_steps=4, distill_steps=4,
                      distill_latency_repeats=2,
                      rm_steps=4, rm_batch_size=4, rm_pair_sweep=(8,), rl_steps=2, rl_batch_size=4,
                      rl_generations=2, rl_max_completion=8, hack_steps=4, dpo_steps=2, judge_prompts=16,
                      probe_prompts=4, probe_every=2,
-                     sweep_steps=2, curve_points=2, curve_examples=8, sft_steps=4, family_counts=(2,), reply_max_new_tokens=8,
+                     sweep_steps=2, curve_points=2, curve_examples=8, sft_steps=4, family_counts=(2,),
+                     reply_max_new_tokens=8,
                      real_eval_examples=4, real_train_steps=2, real_batch_size=2,
                      real_max_new_tokens=8, real_chapter_minutes=3.0),
     "cpu": Profile("cpu"),

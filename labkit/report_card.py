@@ -7,7 +7,8 @@ from .likelihood import perplexity
 from .scoring import addition_scores, icl_scores, instruction_scores
 
 
-def base_model_report(model, tokenizer, limit: int | None = None, scores: dict | None = None) -> dict[str, float]:
+def base_model_report(model, tokenizer, limit: int | None = None,
+                      scores: dict | None = None) -> dict[str, float]:
     """Every ability chapter 0 measures, on the held-out evaluation items.
     `limit` caps items per evaluation (e.g. `profile.eval_examples`); None uses them all.
     Pass a dict as `scores` to receive each accuracy's per-item 0/1 scores (for intervals) and,
@@ -47,7 +48,9 @@ def base_model_report(model, tokenizer, limit: int | None = None, scores: dict |
     for name, items in (("icl", icl_items), ("icl_novel", novel_items)):
         for shots in (0, 3):
             report[f"{name}_{shots}shot"] = per_task_mean(scores[f"{name}_{shots}shot"], items)
-    report["ppl_general"] = perplexity(model, tokenizer, [r["text"] for r in take(load_rows("general", "validation"), "ppl_general")])
+    report["ppl_general"] = perplexity(model, tokenizer,
+                                       [r["text"] for r in take(load_rows("general", "validation"),
+                                                                "ppl_general")])
     for domain in DOMAINS:
         texts = [r["text"] for r in take(load_rows(f"{domain}_corpus", "validation"), f"ppl_{domain}")]
         report[f"ppl_{domain}"] = perplexity(model, tokenizer, texts)

@@ -22,7 +22,8 @@ from .labworld.general import COT_CUE, DIRECT_CUE, ICL_PHRASINGS, addition_quest
 
 def _same_length(what: str, outputs, answers) -> None:
     if len(outputs) != len(answers):
-        raise ValueError(f"{what}: {len(outputs)} outputs for {len(answers)} answers; give one output per answer")
+        raise ValueError(f"{what}: {len(outputs)} outputs for {len(answers)} answers; "
+                         "give one output per answer")
 
 
 def exact_match_scores(outputs: list[str], answers: list[str]) -> list[float]:
@@ -110,7 +111,8 @@ def icl_prompt(item: dict, shots: int, phrasing: int = 0, sep: str = " -> ") -> 
 def icl_scores(model, tokenizer, items: list[dict], shots: int, phrasing: int = 0,
                sep: str = " -> ") -> list[float]:
     """1.0 per item whose first output line is exactly its expected output, else 0.0."""
-    outputs = generate(model, tokenizer, [icl_prompt(it, shots, phrasing, sep) for it in items], max_new_tokens=8)
+    outputs = generate(model, tokenizer, [icl_prompt(it, shots, phrasing, sep) for it in items],
+                       max_new_tokens=8)
     return [float(out.strip() == it["output"]) for out, it in zip(outputs, items)]
 
 

@@ -86,7 +86,8 @@ def _perplexity(nll: np.ndarray, tokens: np.ndarray) -> np.ndarray:
 
 
 def perplexity_difference(nll_a: Sequence[float], nll_b: Sequence[float], tokens: Sequence[float],
-                          confidence: float = CONFIDENCE, n_resamples: int = N_RESAMPLES, seed: int = 0) -> dict:
+                          confidence: float = CONFIDENCE, n_resamples: int = N_RESAMPLES,
+                          seed: int = 0) -> dict:
     """ppl_a - ppl_b on the same documents, with a paired bootstrap over documents: claim kwargs.
 
     `nll_a`, `nll_b`: per-document summed negative log-likelihood (nats) of two models, shape
@@ -99,5 +100,5 @@ def perplexity_difference(nll_a: Sequence[float], nll_b: Sequence[float], tokens
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, t.size, size=(n_resamples, t.size))
     diffs = _perplexity(a[idx], t[idx]) - _perplexity(b[idx], t[idx])
-    return {"measured": float(_perplexity(a, t) - _perplexity(b, t)), "interval": _interval(diffs, confidence),
-            "confidence": confidence, "n": int(t.size)}
+    return {"measured": float(_perplexity(a, t) - _perplexity(b, t)),
+            "interval": _interval(diffs, confidence), "confidence": confidence, "n": int(t.size)}

@@ -51,13 +51,15 @@ def finance_doc(rng: random.Random, world: World) -> tuple[str, str, str]:
     dividend = rng.randint(1, 9)
     q = rng.choice(["first", "second", "third", "fourth"])
     sentences = [  # (sentence, kept in the brief document)
-        (f"{c.name} reported {q}-quarter revenue of {revenue} million crowns, up {growth} percent year over year.", True),
+        (f"{c.name} reported {q}-quarter revenue of {revenue} million crowns, "
+         f"up {growth} percent year over year.", True),
         (f"Operating margin widened to {margin} percent as EBITDA benefited from lower amortization.", True),
         (rng.choice([f"The board declared a quarterly dividend of {dividend} crowns per share.",
                      f"Shareholders will receive a dividend of {dividend} crowns per share."]), True),
         (rng.choice(["Management reaffirmed full-year guidance despite tighter liquidity.",
                      "Net income was weighed down by a one-time impairment charge.",
-                     "Capital expenditure rose as the fiscal year closed with strong free cash flow."]), False),
+                     "Capital expenditure rose as the fiscal year closed with strong free cash flow."]),
+         False),
         (rng.choice(["Analysts expect bond yields to pressure equity valuations.",
                      "The balance sheet shows leverage below the covenant threshold.",
                      "Earnings per share beat consensus estimates."]), False),
@@ -80,7 +82,8 @@ def healthcare_doc(rng: random.Random, world: World) -> tuple[str, str, str]:
         (f"History of {rng.choice(CONDITIONS)}.", False),
         (f"Previously on {old_drug} {old_dose} mg, discontinued due to adverse effects.", True),
         (f"Started on {drug} {dose} mg {rng.choice(FREQUENCIES)}.", True),
-        (f"Vitals: blood pressure {rng.randint(100, 170)}/{rng.randint(60, 100)}, heart rate {rng.randint(55, 120)}.", False),
+        (f"Vitals: blood pressure {rng.randint(100, 170)}/{rng.randint(60, 100)}, "
+         f"heart rate {rng.randint(55, 120)}.", False),
         (rng.choice([f"Follow-up in {rng.randint(2, 8)} weeks.", "Discharged in stable condition.",
                      "Contraindications reviewed with the patient."]), False),
     ]
@@ -98,9 +101,11 @@ def legal_doc(rng: random.Random, world: World) -> tuple[str, str, str]:
     other = b if liable is a else a
     damages = rng.randint(10, 900)
     sentences = [  # (sentence, kept in the brief document)
-        (f"In {a.name} v. {b.name}, the plaintiff {a.name}, as {role_a}, sued the defendant {b.name}, as {role_b}.", True),
+        (f"In {a.name} v. {b.name}, the plaintiff {a.name}, as {role_a}, "
+         f"sued the defendant {b.name}, as {role_b}.", True),
         (f"The dispute concerned the {clause} of the agreement.", False),
-        (f"The court held that {liable.name} breached the {clause} and is liable for damages of {damages} thousand crowns.", True),
+        (f"The court held that {liable.name} breached the {clause} "
+         f"and is liable for damages of {damages} thousand crowns.", True),
         (rng.choice([f"The claims against {other.name} were dismissed.",
                      f"{other.name} was found not liable under the statute.",
                      f"The appellate panel affirmed that {other.name} bears no liability."]), True),

@@ -10,8 +10,18 @@ from __future__ import annotations
 import random
 import zlib
 
-from .world import (ADJECTIVES, CATEGORY_OF, COLORS, COMPARATIVES, NOUN_CATEGORIES, NOUNS,
-                    OPPOSITES, World, article, plural)
+from .world import (
+    ADJECTIVES,
+    CATEGORY_OF,
+    COLORS,
+    COMPARATIVES,
+    NOUN_CATEGORIES,
+    NOUNS,
+    OPPOSITES,
+    World,
+    article,
+    plural,
+)
 
 FEELINGS = ["happy", "sad", "proud", "tired", "scared", "excited", "calm", "surprised"]
 KINDS = ["girl", "boy", "cat", "dog", "rabbit", "fox", "bird", "bear"]
@@ -169,7 +179,9 @@ def dialogue(rng: random.Random, world: World) -> str:
         problem = rng.choice(["is broken", "did not arrive", "is the wrong color", "is too small"])
         lines = [f"{a}: My {thing} {problem}.",
                  f"Helper: Thank you for telling me! I am sorry to hear that your {thing} {problem}.",
-                 f"Helper: I will {rng.choice(['send you a new one', 'fix it for you', 'give you your money back'])} right away.",
+                 "Helper: I will "
+                 f"{rng.choice(['send you a new one', 'fix it for you', 'give you your money back'])}"
+                 " right away.",
                  f"{a}: Thank you.", "Helper: You are welcome! Is there anything else I can help you with?"]
     else:
         lines = [f"Captain: Arr, matey! Have ye seen my {thing}?",

@@ -10,8 +10,7 @@ from __future__ import annotations
 import random
 import re
 
-from .world import (ADJECTIVES, CATEGORY_OF, NOUNS, OPPOSITES, World, article, build_world,
-                    plural)
+from .world import ADJECTIVES, CATEGORY_OF, NOUNS, OPPOSITES, World, article, build_world, plural
 
 HELD_OUT_FAMILIES = ["larger_number", "person_job", "first_word"]
 
@@ -39,7 +38,8 @@ def _family_examples(rng: random.Random, world: World) -> dict[str, tuple[list[s
                       f"Name the antonym of {adj}."], OPPOSITES[adj]),
         "person_city": ([f"Where does {p.name} live?", f"In which city does {p.name} live?",
                          f"Tell me the home city of {p.name}."], p.city),
-        "category": ([f"What kind of thing is {article(noun)}?", f"Which group does the word '{noun}' belong to?",
+        "category": ([f"What kind of thing is {article(noun)}?",
+                      f"Which group does the word '{noun}' belong to?",
                       f"Classify: {noun}."], CATEGORY_OF[noun]),
         "count_words": ([f"How many words are in this list: {words}?", f"Count the words: {words}.",
                          f"Tell me how many words there are in '{words}'."], str(len(words.split()))),

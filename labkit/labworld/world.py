@@ -129,7 +129,7 @@ def build_world(seed: int) -> World:
     for name in names[:32]:
         companies.append(Company(name, rng.choice(CITY_NAMES), PRODUCTS[name.split()[1]],
                                  rng.randint(1820, 1990)))
-    full_names = [f"{f} {l}" for f in FIRST_NAMES for l in LAST_NAMES]
+    full_names = [f"{f} {last}" for f in FIRST_NAMES for last in LAST_NAMES]
     rng.shuffle(full_names)
     people = [
         Person(n, rng.choice(CITY_NAMES), rng.choice(JOBS), rng.choice(companies).name,
