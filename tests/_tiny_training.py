@@ -23,10 +23,11 @@ def train(out_dir: str, kill_at: int | None = None, seed: int = 0) -> dict:
     from datasets import Dataset
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
-    from conftest import build_tiny_llama
     from labkit.measure import fingerprint, loss_history
     from labkit.runtime import quiet, seed_everything
     from labkit.training import resume_checkpoint
+
+    from conftest import build_tiny_llama
 
     quiet()
     seed_everything(seed)

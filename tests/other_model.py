@@ -54,10 +54,20 @@ def build_other_model(folder: str | Path, vocab_size: int = 700, seed: int = 0) 
     assert tokenizer.pad_token is None and tokenizer.bos_token is None
 
     torch.manual_seed(seed)
-    config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=1024,
-                         tie_word_embeddings=False, bos_token_id=None, pad_token_id=None,
-                         eos_token_id=tokenizer.eos_token_id)
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        max_position_embeddings=1024,
+        tie_word_embeddings=False,
+        bos_token_id=None,
+        pad_token_id=None,
+        eos_token_id=tokenizer.eos_token_id,
+    )
     model = Qwen2ForCausalLM(config)
     model.generation_config.pad_token_id = None
     model.save_pretrained(folder)

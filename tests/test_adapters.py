@@ -186,10 +186,22 @@ def test_trains_with_sft_trainer(tiny, tmp_path):
     adapters.set_adapter(model, "s")
     rows = [{"prompt": f"review : {w} Sentiment :", "completion": f" {a}"}
             for w, a in [("good", "positive"), ("bad", "negative")]] * 8
-    args = SFTConfig(output_dir=str(tmp_path), max_steps=3, learning_rate=1e-2, per_device_train_batch_size=4,
-                     save_strategy="no", report_to=[], bf16=False, use_cpu=True, activation_checkpointing=False,
-                     logging_steps=1, max_length=16)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
+    args = SFTConfig(
+        output_dir=str(tmp_path),
+        max_steps=3,
+        learning_rate=1e-2,
+        per_device_train_batch_size=4,
+        save_strategy="no",
+        report_to=[],
+        bf16=False,
+        use_cpu=True,
+        activation_checkpointing=False,
+        logging_steps=1,
+        max_length=16,
+    )
+    trainer = SFTTrainer(
+        model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer
+    )
     trainer.train()
     assert trainer.state.global_step == 3
     assert adapters.adapter_state_dict(model, "s")["model.layers.0.mlp.up.weight"].abs().sum() > 0

@@ -11,7 +11,7 @@ from transformers import AutoModelForSequenceClassification
 
 from labkit.alignment import _token_kl, gold_scores, reward_scores, sample_with_kl, win_scores
 from labkit.data import load_rows
-from labkit.model import load_model, resolve_model_path
+from labkit.model import resolve_model_path
 
 
 def test_gold_scores_prefer_every_chosen_reply_of_the_preference_data():
@@ -41,8 +41,11 @@ def test_reward_scores_match_trl_tokenization_and_ignore_padding(embedded):
     batched = reward_scores(rm, tokenizer, prompts, replies)
     for p, r, got in zip(prompts, replies, batched):
         # what trl's RewardTrainer feeds the model: apply_chat_template(tokenize=True), unpadded
-        ids = tokenizer.apply_chat_template([{"role": "user", "content": p}, {"role": "assistant", "content": r}],
-                                            tokenize=True, return_dict=True)["input_ids"]
+        ids = tokenizer.apply_chat_template(
+            [{"role": "user", "content": p}, {"role": "assistant", "content": r}],
+            tokenize=True,
+            return_dict=True,
+        )["input_ids"]
         alone = rm(input_ids=torch.tensor([ids])).logits[0, 0].item()
         assert got == pytest.approx(alone, abs=1e-5)
     assert batched[0] != pytest.approx(batched[1], abs=1e-6)
@@ -91,7 +94,9 @@ def test_token_kl_is_zero_for_one_model_and_ignores_left_padding(embedded):
     b = tokenizer("The owl", return_tensors="pt")["input_ids"]
     reply = tokenizer(" went home.", return_tensors="pt")["input_ids"]
     pad = a.shape[1] - b.shape[1]
-    ids = torch.cat([torch.cat([a, reply], 1), torch.cat([torch.full((1, pad), tokenizer.pad_token_id), b, reply], 1)])
+    ids = torch.cat(
+        [torch.cat([a, reply], 1), torch.cat([torch.full((1, pad), tokenizer.pad_token_id), b, reply], 1)]
+    )
     mask = torch.ones_like(ids)
     mask[1, :pad] = 0
     batched = _token_kl(policy, reference, ids, mask, a.shape[1]).sum(1)

@@ -15,12 +15,21 @@ import torch
 
 from labkit.generation import generate
 from labkit.likelihood import perplexity
-from labkit.model import (EMBEDDED_MODEL, ModelNotAvailable, embedded_only, load_model, load_tokenizer,
-                          model_info, resolve_model_path)
+from labkit.model import (
+    EMBEDDED_MODEL,
+    ModelNotAvailable,
+    embedded_only,
+    load_model,
+    load_tokenizer,
+    model_info,
+    resolve_model_path,
+)
 from labkit.paths import MODELS_DIR
 from labkit.scoring import completion_scores
 
-needs_embedded = pytest.mark.skipif(not (MODELS_DIR / EMBEDDED_MODEL).is_dir(), reason="embedded model not built")
+needs_embedded = pytest.mark.skipif(
+    not (MODELS_DIR / EMBEDDED_MODEL).is_dir(), reason="embedded model not built"
+)
 
 TEXTS = ["Once upon a time,", "The cat sat on the mat and looked at the small red door.", "Hello"]
 
@@ -50,7 +59,9 @@ def test_without_pad_token_pad_is_eos_and_results_are_unchanged(embedded_without
     load_tokenizer(str(embedded_without_pad))
     assert capsys.readouterr().out.count("has no pad token") == 1  # said once
 
-    assert generate(bare, bare_tok, ["Once upon a time,"], 8) == generate(model, tok, ["Once upon a time,"], 8)
+    assert generate(bare, bare_tok, ["Once upon a time,"], 8) == generate(
+        model, tok, ["Once upon a time,"], 8
+    )
     # a batch of unequal lengths is padded (left for generation, right for perplexity)
     assert generate(bare, bare_tok, TEXTS, 8) == generate(model, tok, TEXTS, 8)
     assert perplexity(bare, bare_tok, TEXTS) == pytest.approx(perplexity(model, tok, TEXTS), rel=1e-6)
@@ -131,7 +142,9 @@ def test_pickle_only_folder_is_refused_with_safetensors_advice(other_model_dir, 
 
     folder = _copy_without(other_model_dir, tmp_path / "m", "model.safetensors")
     torch.save(load_file(other_model_dir / "model.safetensors"), f"{folder}/pytorch_model.bin")
-    with pytest.raises(ModelNotAvailable, match=r"only pickle checkpoints \(pytorch_model\.bin\).*safetensors only"):
+    with pytest.raises(
+        ModelNotAvailable, match=r"only pickle checkpoints \(pytorch_model\.bin\).*safetensors only"
+    ):
         load_model(folder)
 
 

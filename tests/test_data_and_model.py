@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from labkit.data import DataError, load_hf_dataset, read_jsonl
+from labkit.data import DataError, balanced, load_hf_dataset, read_jsonl
 from labkit.model import EMBEDDED_MODEL, ModelNotAvailable, load_model, resolve_model_path
 from labkit.paths import MODELS_DIR
 from labkit.tokenizer import IM_END, train_tokenizer
@@ -79,7 +79,9 @@ def test_a_field_that_changes_type_names_both_lines(tmp_path):
     another; without this check the error comes from deep inside pyarrow."""
     path = tmp_path / "mixed.jsonl"
     path.write_text('{"text": "a"}\n{"text": null}\n{"text": "b"}\n{"text": 7}\n')
-    with pytest.raises(DataError, match=r"mixed\.jsonl:4: field 'text' is a number here but a string at line 1"):
+    with pytest.raises(
+        DataError, match=r"mixed\.jsonl:4: field 'text' is a number here but a string at line 1"
+    ):
         read_jsonl(path)
 
 
@@ -149,3 +151,13 @@ def test_embedded_model_loads_and_is_small():
     weights = MODELS_DIR / EMBEDDED_MODEL / "model.safetensors"
     assert weights.stat().st_size < 30 * 2**20
     assert tokenizer.chat_template and "generation" in tokenizer.chat_template
+
+
+# ---- one balanced subset ------------------------------------------------------------------------
+# ---- data: one balanced subset -------------------------------------------------------------------
+def test_balanced_takes_the_same_number_from_every_group_in_order():
+    rows = [{"task": t, "i": i} for i, t in enumerate("aaaabbbbcc")]
+    picked = balanced(rows, 6, "task")
+    assert [r["i"] for r in picked] == [0, 1, 4, 5, 8, 9]
+    assert [r["task"] for r in balanced(rows, 6, "task", groups=["c", "a"])] == ["c", "c", "a", "a", "a"]
+    assert len(balanced(rows, 1, "task")) == 3  # at least one from every group

@@ -23,7 +23,8 @@ FORBIDDEN = {
     r"\.type\s*[!=]=": "the device comes from labkit.runtime.compute_device(profile)",
     r"\.cuda\(\)|\.cpu\(\)\s*$": "move models and tensors with .to(device), device = compute_device(profile)",
     r"""torch\.device\(\s*["']""": "the device comes from labkit.runtime.compute_device(profile)",
-    r"""\.to\(\s*["'](cpu|cuda)""": "move models and tensors with .to(device), device = compute_device(profile)",
+    r"""\.to\(\s*["'](cpu|cuda)""":
+        "move models and tensors with .to(device), device = compute_device(profile)",
     r"""profile\.name\s*[!=]=\s*["'](gpu|cpu)""": "the device rule is labkit.runtime.train_on_cpu(profile)",
 }
 
@@ -32,7 +33,9 @@ def code_lines(path: Path) -> list[tuple[str, str]]:
     """(where, line) for every code line of a notebook or a script, comments dropped."""
     if path.suffix == ".ipynb":
         cells = json.loads(path.read_text())["cells"]
-        sources = [(f"cell {i}", "".join(c["source"])) for i, c in enumerate(cells) if c["cell_type"] == "code"]
+        sources = [
+            (f"cell {i}", "".join(c["source"])) for i, c in enumerate(cells) if c["cell_type"] == "code"
+        ]
     else:
         sources = [("", path.read_text())]
     out = []
@@ -89,7 +92,8 @@ def test_trainer_args_follow_the_rule(config_name, profile_name, tmp_path, monke
         assert expected == (profile_name == "cpu" or not cuda)
         if not expected and not torch.backends.cuda.is_built():
             continue  # a CPU build of torch cannot make a CUDA config: the rule above is what matters
-        extra = {"num_generations": 2} if config_name in ("GRPOConfig", "RLOOConfig") else {}  # divides the batch
+        # num_generations divides the batch
+        extra = {"num_generations": 2} if config_name in ("GRPOConfig", "RLOOConfig") else {}
         args = trainer_args(profile, tmp_path, config, max_steps=7, **extra)
         assert isinstance(args, config)
         assert args.use_cpu is expected and args.seed == profile.seed and args.max_steps == 7

@@ -1,7 +1,7 @@
-"""`python -m labkit doctor`: versions against pyproject, device, memory, disk, profile, model; exit 1 on a FAIL."""
+"""`python -m labkit doctor`: versions against pyproject, device, memory, disk, profile, model; exit 1
+on a FAIL."""
 from pathlib import Path
 
-import pytest
 from packaging.requirements import Requirement
 
 from labkit import doctor

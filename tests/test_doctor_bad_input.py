@@ -26,7 +26,7 @@ def doctor(tmp_path, cwd: Path | None = None, **env) -> tuple[int, str]:
 
 
 def line(output: str, name: str) -> str:
-    return next(l for l in output.splitlines() if l[6:].startswith(name))
+    return next(row for row in output.splitlines() if row[6:].startswith(name))
 
 
 def test_a_relative_model_path_is_read_from_the_lab_folder_too(monkeypatch):
@@ -41,7 +41,8 @@ def test_a_relative_model_path_is_read_from_the_lab_folder_too(monkeypatch):
 
 @pytest.mark.parametrize("value, message", [
     (str(EMBEDDED) + " ", r"has a space at its start or end: remove it"),
-    (str(EMBEDDED / "config.json"), r"is a file \(.*config.json\), not a model folder: .*here .*labworld-base\."),
+    (str(EMBEDDED / "config.json"),
+     r"is a file \(.*config.json\), not a model folder: .*here .*labworld-base\."),
     ("./nowhere/model", r"is not a folder \(looked in"),
     ("a/b/c", r"is not a folder .* and not a Hugging Face Hub id"),
 ])

@@ -100,7 +100,8 @@ def test_ch1_two_shot_prompt(embedded):
     run_check("01_prompt_engineering", 0, {**ns, "my_prompt": icl_prompt(EXAMPLE, 2)})
     assert fails("01_prompt_engineering", 0, {**ns, "my_prompt": icl_prompt(EXAMPLE, 3)})  # off by one
     instruction = ICL_PHRASINGS["plural"][0]
-    assert fails("01_prompt_engineering", 0, {**ns, "my_prompt": f"{instruction}\ncat -> cats\nbus -> buses\nfox"})
+    no_arrow = f"{instruction}\ncat -> cats\nbus -> buses\nfox"
+    assert fails("01_prompt_engineering", 0, {**ns, "my_prompt": no_arrow})
 
 
 def test_ch1_extra_tokens(embedded):
@@ -128,7 +129,8 @@ def test_ch2_counts(gqa_model, which):
     prefix = get_peft_model(fresh(), PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=n))
     prefix_count = count_params(prefix)[0]
     cfg = prefix.get_base_model().config
-    runs = {"support": {"trainable_params": soft_count}, "prefix: support": {"trainable_params": prefix_count}}
+    runs = {"support": {"trainable_params": soft_count},
+            "prefix: support": {"trainable_params": prefix_count}}
     ns = dict(runs=runs, profile=PROFILE)
 
     run_check("02_prompt_tuning", 0, {**ns, "n_soft": n * cfg.hidden_size})
@@ -139,7 +141,7 @@ def test_ch2_counts(gqa_model, which):
     right = n * cfg.num_hidden_layers * 2 * cfg.num_key_value_heads * head_dim
     run_check("02_prompt_tuning", 1, {**ns, "n_prefix": right, "n_soft": n * cfg.hidden_size})
     assert fails("02_prompt_tuning", 1, {**ns, "n_prefix": right // 2, "n_soft": 1})  # keys only
-    mha = n * cfg.num_hidden_layers * 2 * cfg.hidden_size  # assumes num_key_value_heads == num_attention_heads
+    mha = n * cfg.num_hidden_layers * 2 * cfg.hidden_size  # as if num_key_value_heads == num_attention_heads
     if which == "gqa":
         assert mha != right
         assert fails("02_prompt_tuning", 1, {**ns, "n_prefix": mha, "n_soft": 1})
@@ -183,6 +185,8 @@ def test_ch3_merge_by_hand():
 # ---- chapters 4-10: each check against the notebook's own solution and plausible wrong answers ---
 # The reference answer is the chapter's solution cell, run here on small stand-ins for what the
 # chapter computed (a tiny model, a few numbers); helpers the check needs come from the chapter.
+CH4, CH5, CH6, CH7 = "04_full_finetuning", "05_instruction_tuning", "06_rlhf", "07_domain_adaptation"
+CH8, CH9, CH10 = "08_distillation", "09_adapters", "10_real_model"
 CHECKS = dict(check=check, check_true=check_true, math=math, torch=torch, F=torch.nn.functional)
 
 
@@ -212,14 +216,14 @@ def test_ch4_adamw_state_bytes(tiny_llama):
     optimizer = torch.optim.AdamW(tiny_llama.parameters())
     tiny_llama(input_ids=ids, labels=ids).loss.backward()
     optimizer.step()
-    state_bytes = sum(t.numel() * t.element_size() for s in optimizer.state.values()  # as the chapter measures
+    state_bytes = sum(t.numel() * t.element_size() for s in optimizer.state.values()  # as chapter 4 does
                       for t in s.values() if torch.is_tensor(t) and t.dim() > 0)
     ns = dict(CHECKS, base=tiny_llama, count_params=count_params, state_bytes=state_bytes)
-    run_check("04_full_finetuning", 0, solve("04_full_finetuning", 0, ns))
+    run_check(CH4, 0, solve(CH4, 0, ns))
     n = count_params(tiny_llama)[0]
-    assert fails("04_full_finetuning", 0, {**ns, "adam_bytes": n * 4})       # one moment only
-    assert fails("04_full_finetuning", 0, {**ns, "adam_bytes": 2 * n})       # numbers, not bytes
-    assert fails("04_full_finetuning", 0, {**ns, "adam_bytes": 3 * n * 4})   # the weights counted too
+    assert fails(CH4, 0, {**ns, "adam_bytes": n * 4})       # one moment only
+    assert fails(CH4, 0, {**ns, "adam_bytes": 2 * n})       # numbers, not bytes
+    assert fails(CH4, 0, {**ns, "adam_bytes": 3 * n * 4})   # the weights counted too
 
 
 def test_ch4_loss_rise():
@@ -230,11 +234,11 @@ def test_ch4_loss_rise():
 
     before, full = scores(before_nll), scores(full_nll)
     ns = dict(CHECKS, before=before, full_scores=full, doc_tokens=tokens)
-    run_check("04_full_finetuning", 1, solve("04_full_finetuning", 1, ns))
+    run_check(CH4, 1, solve(CH4, 1, ns))
     per_document = sum((a - b) / k for a, b, k in zip(full_nll, before_nll, tokens)) / len(tokens)
-    assert fails("04_full_finetuning", 1, {**ns, "loss_rise": per_document})  # mean of per-document rises
-    assert fails("04_full_finetuning", 1, {**ns, "loss_rise": full["general_ppl"] - before["general_ppl"]})
-    assert fails("04_full_finetuning", 1, {**ns, "loss_rise": sum(full_nll) - sum(before_nll)})  # not per token
+    assert fails(CH4, 1, {**ns, "loss_rise": per_document})  # mean of per-document rises
+    assert fails(CH4, 1, {**ns, "loss_rise": full["general_ppl"] - before["general_ppl"]})
+    assert fails(CH4, 1, {**ns, "loss_rise": sum(full_nll) - sum(before_nll)})  # not per token
 
 
 def test_ch5_loss_share():
@@ -254,12 +258,13 @@ def test_ch5_loss_share():
                 "labels": torch.tensor([pad(r["labels"], -100) for r in batch]),
                 "attention_mask": torch.tensor([pad([1] * len(r["input_ids"]), 0) for r in batch])}
 
-    ns = dict(CHECKS, sft_trainer=SimpleNamespace(train_dataset=Dataset.from_list(rows), data_collator=collate))
-    run_check("05_instruction_tuning", 0, solve("05_instruction_tuning", 0, ns))
+    trainer = SimpleNamespace(train_dataset=Dataset.from_list(rows), data_collator=collate)
+    ns = dict(CHECKS, sft_trainer=trainer)
+    run_check(CH5, 0, solve(CH5, 0, ns))
     shares = [sum(t != -100 for t in r["labels"]) / len(r["input_ids"]) for r in rows]
-    assert fails("05_instruction_tuning", 0, {**ns, "loss_share": sum(shares) / len(shares)})  # per-row mean
-    assert fails("05_instruction_tuning", 0, {**ns, "loss_share": 8 / 15})   # the share without loss
-    assert fails("05_instruction_tuning", 0, {**ns, "loss_share": 7 / 21})   # padding counted as tokens
+    assert fails(CH5, 0, {**ns, "loss_share": sum(shares) / len(shares)})  # per-row mean
+    assert fails(CH5, 0, {**ns, "loss_share": 8 / 15})   # the share without loss
+    assert fails(CH5, 0, {**ns, "loss_share": 7 / 21})   # padding counted as tokens
 
 
 def test_ch5_held_out_gain_per_family():
@@ -277,12 +282,12 @@ def test_ch5_held_out_gain_per_family():
     table_cell = next("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"
                       and "family_table = " in "".join(c["source"]))
     exec(compile(table_cell, "05_instruction_tuning[family_table]", "exec"), ns)  # per_family, family_table
-    run_check("05_instruction_tuning", 1, solve("05_instruction_tuning", 1, ns))
-    assert fails("05_instruction_tuning", 1, {**ns, "gain": {"first_word": 1.0, "larger_number": 0.5}})  # after only
-    assert fails("05_instruction_tuning", 1, {**ns, "gain": {"first_word": -1.0, "larger_number": 0.0}})  # sign
-    assert fails("05_instruction_tuning", 1, {**ns, "gain": {"capital": 0.5, "first_word": 1.0,
+    run_check(CH5, 1, solve(CH5, 1, ns))
+    assert fails(CH5, 1, {**ns, "gain": {"first_word": 1.0, "larger_number": 0.5}})  # after only
+    assert fails(CH5, 1, {**ns, "gain": {"first_word": -1.0, "larger_number": 0.0}})  # sign
+    assert fails(CH5, 1, {**ns, "gain": {"capital": 0.5, "first_word": 1.0,
                                                              "larger_number": 0.0}})  # seen family too
-    assert fails("05_instruction_tuning", 1, {**ns, "gain": 0.5})  # pooled, not per family
+    assert fails(CH5, 1, {**ns, "gain": 0.5})  # pooled, not per family
 
 
 def test_ch6_dpo_loss_by_hand():
@@ -297,19 +302,19 @@ def test_ch6_dpo_loss_by_hand():
     ns = dict(CHECKS, one_pair={"prompt_ids": "p", "chosen_ids": "c", "rejected_ids": "r"},
               reply_logprob=lambda model, prompt_ids, reply_ids: logp[model, reply_ids],
               dpo_policy="policy", sft="sft", profile=SimpleNamespace(dpo_beta=beta), dpo_trainer=trainer)
-    run_check("06_rlhf", 0, solve("06_rlhf", 0, ns))
-    assert fails("06_rlhf", 0, {**ns, "my_dpo_loss": math.log1p(math.exp(-margin))})       # no beta
-    assert fails("06_rlhf", 0, {**ns, "my_dpo_loss": math.log1p(math.exp(-beta * 2.0))})   # no reference
-    assert fails("06_rlhf", 0, {**ns, "my_dpo_loss": math.log1p(math.exp(beta * margin))})  # chosen/rejected swapped
+    run_check(CH6, 0, solve(CH6, 0, ns))
+    assert fails(CH6, 0, {**ns, "my_dpo_loss": math.log1p(math.exp(-margin))})       # no beta
+    assert fails(CH6, 0, {**ns, "my_dpo_loss": math.log1p(math.exp(-beta * 2.0))})   # no reference
+    assert fails(CH6, 0, {**ns, "my_dpo_loss": math.log1p(math.exp(beta * margin))})  # replies swapped
 
 
 def test_ch6_leave_one_out_advantages():
     group = torch.tensor([1.0, 0.0, 0.5, 2.0])
     ns = dict(CHECKS, group=group)
-    run_check("06_rlhf", 1, solve("06_rlhf", 1, ns))
-    assert fails("06_rlhf", 1, {**ns, "my_advantages": (group - group.mean()).tolist()})  # itself in the mean
-    assert fails("06_rlhf", 1, {**ns, "my_advantages": ((group - group.mean()) / group.std()).tolist()})  # GRPO
-    assert fails("06_rlhf", 1, {**ns, "my_advantages": group.tolist()})  # no baseline
+    run_check(CH6, 1, solve(CH6, 1, ns))
+    assert fails(CH6, 1, {**ns, "my_advantages": (group - group.mean()).tolist()})  # itself in the mean
+    assert fails(CH6, 1, {**ns, "my_advantages": ((group - group.mean()) / group.std()).tolist()})  # GRPO
+    assert fails(CH6, 1, {**ns, "my_advantages": group.tolist()})  # no baseline
 
 
 TEXTS_CH7 = ["The court held that the lease was void.", "Counsel for the appellant argued at length that the "
@@ -319,11 +324,12 @@ TEXTS_CH7 = ["The court held that the lease was void.", "Counsel for the appella
 def test_ch7_domain_perplexity(embedded):
     model, tokenizer = embedded
     nll = {"DAPT": {"domain": text_nll(model, tokenizer, TEXTS_CH7)}}
-    ns = dict(CHECKS, nll=nll, dapt_model=model, tokenizer=tokenizer, domain_texts=TEXTS_CH7, perplexity=perplexity)
-    run_check("07_domain_adaptation", 0, solve("07_domain_adaptation", 0, ns))
+    ns = dict(CHECKS, nll=nll, dapt_model=model, tokenizer=tokenizer, domain_texts=TEXTS_CH7,
+              perplexity=perplexity)
+    run_check(CH7, 0, solve(CH7, 0, ns))
     pairs = nll["DAPT"]["domain"]
-    assert fails("07_domain_adaptation", 0, {**ns, "my_ppl": sum(math.exp(n / k) for n, k in pairs) / len(pairs)})
-    assert fails("07_domain_adaptation", 0, {**ns, "my_ppl": math.exp(sum(n / k for n, k in pairs) / len(pairs))})
+    assert fails(CH7, 0, {**ns, "my_ppl": sum(math.exp(n / k) for n, k in pairs) / len(pairs)})
+    assert fails(CH7, 0, {**ns, "my_ppl": math.exp(sum(n / k for n, k in pairs) / len(pairs))})
 
 
 def test_ch7_general_perplexity_change(embedded):
@@ -334,16 +340,17 @@ def test_ch7_general_perplexity_change(embedded):
         for layer in dapt.model.layers:
             w = layer.mlp.down_proj.weight
             w.add_(torch.randn(w.shape, generator=generator) * 0.1)
-    nll = {name: {"general": text_nll(m, tokenizer, TEXTS_CH7)} for name, m in (("base", base), ("DAPT", dapt))}
+    nll = {name: {"general": text_nll(m, tokenizer, TEXTS_CH7)}
+           for name, m in (("base", base), ("DAPT", dapt))}
     ns = dict(CHECKS, nll=nll, perplexity_from_nll=perplexity_from_nll, perplexity=perplexity, base=base,
               dapt_model=dapt, tokenizer=tokenizer, general_texts=TEXTS_CH7)
-    solved = solve("07_domain_adaptation", 1, ns)
-    run_check("07_domain_adaptation", 1, solved)
+    solved = solve(CH7, 1, ns)
+    run_check(CH7, 1, solved)
     before, after = solved["before"], solved["after"]
     assert abs(after / before - 1) > 0.05, "the stand-in must change perplexity visibly"
-    assert fails("07_domain_adaptation", 1, {**ns, "forgetting_pct": 100 * after / before})      # no - 1
-    assert fails("07_domain_adaptation", 1, {**ns, "forgetting_pct": 100 * (before / after - 1)})  # inverted
-    assert fails("07_domain_adaptation", 1, {**ns, "forgetting_pct": after - before})            # not a percentage
+    assert fails(CH7, 1, {**ns, "forgetting_pct": 100 * after / before})      # no - 1
+    assert fails(CH7, 1, {**ns, "forgetting_pct": 100 * (before / after - 1)})  # inverted
+    assert fails(CH7, 1, {**ns, "forgetting_pct": after - before})            # not a percentage
 
 
 def test_ch8_student_parameters(make_tiny_llama):
@@ -356,22 +363,23 @@ def test_ch8_student_parameters(make_tiny_llama):
                                     dict(copy=copy, torch=torch, AutoModelForCausalLM=AutoModelForCausalLM))
     student0 = make_student(teacher)
     teacher_params = count_params(teacher)[1]
-    ns = dict(CHECKS, teacher=teacher, student0=student0, teacher_params=teacher_params, count_params=count_params)
-    run_check("08_distillation", 0, solve("08_distillation", 0, ns))
+    ns = dict(CHECKS, teacher=teacher, student0=student0, teacher_params=teacher_params,
+              count_params=count_params)
+    run_check(CH8, 0, solve(CH8, 0, ns))
     kept = student0.config.num_hidden_layers / teacher.config.num_hidden_layers
-    assert fails("08_distillation", 0, {**ns, "n_student": round(teacher_params * kept)})  # embeddings are not per layer
+    assert fails(CH8, 0, {**ns, "n_student": round(teacher_params * kept)})  # embeddings are not per layer
     no_norms = sum(p.numel() for n, p in teacher.model.layers[0].named_parameters() if "norm" not in n)
-    assert fails("08_distillation", 0, {**ns, "n_student": teacher_params - 2 * no_norms})  # layer norms forgotten
+    assert fails(CH8, 0, {**ns, "n_student": teacher_params - 2 * no_norms})  # layer norms forgotten
 
 
 def test_ch8_soften(embedded):
     teacher, tokenizer = embedded
     ns = dict(CHECKS, teacher=teacher, tokenizer=tokenizer, test_rows=[{"prompt": "The fox went to the"}])
-    run_check("08_distillation", 1, solve("08_distillation", 1, ns))
+    run_check(CH8, 1, solve(CH8, 1, ns))
     for wrong in (lambda logits, T: torch.softmax(logits * T, dim=-1),      # multiplied by T
                   lambda logits, T: torch.softmax(logits, dim=-1),          # T ignored
                   lambda logits, T: torch.log_softmax(logits / T, dim=-1)):  # log-probabilities
-        assert fails("08_distillation", 1, {**ns, "soften": wrong})
+        assert fails(CH8, 1, {**ns, "soften": wrong})
 
 
 def test_ch9_adapter_parameters(make_tiny_llama):
@@ -380,11 +388,11 @@ def test_ch9_adapter_parameters(make_tiny_llama):
                                                                  targets=("mlp",)))  # as the chapter does
     adapters.set_adapter(base, "task")
     ns = dict(CHECKS, base=base, m=m, adapter_trainable=count_params(base)[0])
-    run_check("09_adapters", 0, solve("09_adapters", 0, ns))
+    run_check(CH9, 0, solve(CH9, 0, ns))
     layers, h = base.config.num_hidden_layers, base.config.hidden_size
-    assert fails("09_adapters", 0, {**ns, "n_adapter": layers * 2 * h * m})          # no biases
-    assert fails("09_adapters", 0, {**ns, "n_adapter": 2 * h * m + m + h})           # one layer
-    assert fails("09_adapters", 0, {**ns, "n_adapter": layers * (2 * h * m + 2 * m)})  # the wrong bias sizes
+    assert fails(CH9, 0, {**ns, "n_adapter": layers * 2 * h * m})          # no biases
+    assert fails(CH9, 0, {**ns, "n_adapter": 2 * h * m + m + h})           # one layer
+    assert fails(CH9, 0, {**ns, "n_adapter": layers * (2 * h * m + 2 * m)})  # the wrong bias sizes
 
 
 def test_ch9_adapter_output_by_hand():
@@ -398,36 +406,37 @@ def test_ch9_adapter_output_by_hand():
     up_w, up_b = layer0.up.weight.detach(), layer0.up.bias.detach()
     h = torch.randn(2, 3, d)
     ns = dict(CHECKS, layer0=layer0, h=h, down_w=down_w, down_b=down_b, up_w=up_w, up_b=up_b)
-    run_check("09_adapters", 1, solve("09_adapters", 1, ns))
-    assert fails("09_adapters", 1, {**ns, "my_out": torch.relu(h @ down_w.T + down_b) @ up_w.T + up_b})  # residual
-    assert fails("09_adapters", 1, {**ns, "my_out": h + torch.relu(h @ down_w.T + down_b) @ up_w.T})     # up bias
-    assert fails("09_adapters", 1, {**ns, "my_out": h + (h @ down_w.T + down_b) @ up_w.T + up_b})        # no relu
-    assert fails("09_adapters", 1, {**ns, "my_out": ...})                                              # unanswered
+    run_check(CH9, 1, solve(CH9, 1, ns))
+    assert fails(CH9, 1, {**ns, "my_out": torch.relu(h @ down_w.T + down_b) @ up_w.T + up_b})  # residual
+    assert fails(CH9, 1, {**ns, "my_out": h + torch.relu(h @ down_w.T + down_b) @ up_w.T})     # up bias
+    assert fails(CH9, 1, {**ns, "my_out": h + (h @ down_w.T + down_b) @ up_w.T + up_b})        # no relu
+    assert fails(CH9, 1, {**ns, "my_out": ...})                                              # unanswered
 
 
 def test_ch10_lora_count_under_grouped_query_attention(make_tiny_llama):
     model = make_tiny_llama(num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)
     c = model.config
-    lora = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", r=PROFILE.lora_r, lora_alpha=2 * PROFILE.lora_r,
-                                            target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]))
+    config = LoraConfig(task_type="CAUSAL_LM", r=PROFILE.lora_r, lora_alpha=2 * PROFILE.lora_r,
+                        target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
+    lora = get_peft_model(model, config)
     ns = dict(CHECKS, c=c, profile=PROFILE, trainable=count_params(lora)[0])
-    run_check("10_real_model", 0, solve("10_real_model", 0, ns))
+    run_check(CH10, 0, solve(CH10, 0, ns))
     r, h, layers = PROFILE.lora_r, c.hidden_size, c.num_hidden_layers
-    assert fails("10_real_model", 0, {**ns, "n_lora": layers * r * 4 * 2 * h})  # k and v as wide as q
-    assert fails("10_real_model", 0, {**ns, "n_lora": layers * r * 2 * 2 * h})  # q and v only
+    assert fails(CH10, 0, {**ns, "n_lora": layers * r * 4 * 2 * h})  # k and v as wide as q
+    assert fails(CH10, 0, {**ns, "n_lora": layers * r * 2 * 2 * h})  # q and v only
 
 
 def test_ch10_few_shot_messages():
     import random
     import re
 
-    ns = dict(CHECKS, random=random, re=re, profile=PROFILE,
-              tokenizer=SimpleNamespace(apply_chat_template=lambda *args, **kwargs: ""))  # the cell prints one
+    printer = SimpleNamespace(apply_chat_template=lambda *args, **kwargs: "")  # the cell prints a prompt
+    ns = dict(CHECKS, random=random, re=re, profile=PROFILE, tokenizer=printer)
     nb = json.loads((NOTEBOOKS / "10_real_model.ipynb").read_text())
     problem_cell = next("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"
                         and "def conversation(" in "".join(c["source"]))
-    exec(compile(problem_cell, "10_real_model[problems]", "exec"), ns)  # problems, demos, DIRECT, conversation
-    run_check("10_real_model", 1, solve("10_real_model", 1, ns))
+    exec(compile(problem_cell, "10_real_model[problems]", "exec"), ns)  # problems, demos, DIRECT, ...
+    run_check(CH10, 1, solve(CH10, 1, ns))
     demos, question, direct = ns["demos"], ns["problems"][1][0], ns["DIRECT"]
 
     def shots(suffix=direct, answer=str):
@@ -435,7 +444,7 @@ def test_ch10_few_shot_messages():
                                               {"role": "assistant", "content": answer(a)})]
 
     last = [{"role": "user", "content": question + direct}]
-    assert fails("10_real_model", 1, {**ns, "my_messages": shots(suffix="") + last})  # examples without the cue
-    assert fails("10_real_model", 1, {**ns, "my_messages": shots(answer=lambda a: a) + last})  # answers as numbers
-    assert fails("10_real_model", 1, {**ns, "my_messages": shots() + [{"role": "user", "content": question}]})
-    assert fails("10_real_model", 1, {**ns, "my_messages": last})  # zero-shot
+    assert fails(CH10, 1, {**ns, "my_messages": shots(suffix="") + last})  # examples without the cue
+    assert fails(CH10, 1, {**ns, "my_messages": shots(answer=lambda a: a) + last})  # answers as numbers
+    assert fails(CH10, 1, {**ns, "my_messages": shots() + [{"role": "user", "content": question}]})
+    assert fails(CH10, 1, {**ns, "my_messages": last})  # zero-shot

@@ -58,4 +58,6 @@ def test_forgetting_at_matched_accuracy_finds_the_method_that_forgets_more():
                                              base_correct=correct(0.0), n_resamples=300)
     assert swapped["interval"][1] < 0
     with pytest.raises(ValueError, match="same test items"):
-        forgetting_at_matched_accuracy(a_correct, a_nll, [c[:10] for c in b_correct], b_nll, base_nll, tokens, 0.6)
+        forgetting_at_matched_accuracy(
+            a_correct, a_nll, [c[:10] for c in b_correct], b_nll, base_nll, tokens, 0.6
+        )

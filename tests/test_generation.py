@@ -1,9 +1,13 @@
 """labkit.generation: batched generation equals one prompt at a time (left padding; right padding
 is the broken variant), stop strings cut at their first occurrence, prompt-learning models (soft
 prompts, prefixes) decode exactly greedily, and chat replies say whether the model ended its turn."""
+import copy
+
+import pytest
 import torch
 from peft import PrefixTuningConfig, PromptTuningConfig, get_peft_model
 
+from labkit import generation
 from labkit.generation import chat_replies, end_of_turn_id, generate
 from labkit.model import EMBEDDED_MODEL, load_model, resolve_model_path
 from labkit.tokenizer import IM_END
@@ -76,9 +80,16 @@ def greedy(step, tokenizer, prompt: str, n: int = 10) -> str:
 @torch.no_grad()
 def test_soft_prompt_generation_equals_the_base_reading_the_prompt_embeddings_first(embedded):
     base, tokenizer = embedded
-    model = get_peft_model(load_model()[0], PromptTuningConfig(
-        task_type="CAUSAL_LM", num_virtual_tokens=10, prompt_tuning_init="TEXT",
-        prompt_tuning_init_text="cat -> cat cat\ncup -> cup cup\n", tokenizer_name_or_path=resolve_model_path(EMBEDDED_MODEL)))
+    model = get_peft_model(
+        load_model()[0],
+        PromptTuningConfig(
+            task_type="CAUSAL_LM",
+            num_virtual_tokens=10,
+            prompt_tuning_init="TEXT",
+            prompt_tuning_init_text="cat -> cat cat\ncup -> cup cup\n",
+            tokenizer_name_or_path=resolve_model_path(EMBEDDED_MODEL),
+        ),
+    )
     soft = model.get_prompt(batch_size=1)  # (1, 10, hidden): the virtual tokens' embeddings
 
     def reference_step(ids):  # no peft in the loop: prepend the soft prompt to the input embeddings
@@ -87,7 +98,9 @@ def test_soft_prompt_generation_equals_the_base_reading_the_prompt_embeddings_fi
 
     prompts = ["fox ->", "owl ->"]
     expected = [greedy(reference_step, tokenizer, p) for p in prompts]
-    assert expected != [greedy(lambda ids: base(ids).logits[0, -1], tokenizer, p) for p in prompts]  # it steers
+    assert expected != [
+        greedy(lambda ids: base(ids).logits[0, -1], tokenizer, p) for p in prompts
+    ]  # it steers
     assert generate(model, tokenizer, prompts, max_new_tokens=10, stop=None) == expected
 
 
@@ -102,7 +115,9 @@ def test_prefix_generation_equals_the_base_attending_to_the_prefix(embedded):
 
     def reference_step(ids):  # no peft in the loop: a fresh cache holding only the prefix's keys and values
         mask = torch.ones(1, 8 + ids.shape[1], dtype=torch.long)
-        return base(input_ids=ids, past_key_values=model.get_prompt(batch_size=1), attention_mask=mask).logits[0, -1]
+        return base(
+            input_ids=ids, past_key_values=model.get_prompt(batch_size=1), attention_mask=mask
+        ).logits[0, -1]
 
     expected = [greedy(reference_step, tokenizer, p) for p in PREFIX_PROMPTS]
     assert expected != [greedy(lambda ids: base(ids).logits[0, -1], tokenizer, p) for p in PREFIX_PROMPTS]
@@ -113,12 +128,16 @@ def test_prefix_generation_equals_the_base_attending_to_the_prefix(embedded):
 def test_chat_replies_report_whether_the_model_ended_its_turn(embedded):
     model, tokenizer = embedded
     assert end_of_turn_id(tokenizer) == tokenizer.convert_tokens_to_ids(IM_END)
-    replies = chat_replies(model, tokenizer, ["What is the capital of Kesh?", "Add 2 and 3."], max_new_tokens=1)
+    replies = chat_replies(
+        model, tokenizer, ["What is the capital of Kesh?", "Add 2 and 3."], max_new_tokens=1
+    )
     assert all(isinstance(text, str) for text, _ in replies)
     # One new token that is not the end of turn cannot have ended the turn; force one that is.
     eot = end_of_turn_id(tokenizer)
     with torch_bias(model, eot):
-        assert all(ended and text == "" for text, ended in chat_replies(model, tokenizer, ["hi"], max_new_tokens=3))
+        assert all(
+            ended and text == "" for text, ended in chat_replies(model, tokenizer, ["hi"], max_new_tokens=3)
+        )
     with torch_bias(model, tokenizer.convert_tokens_to_ids("a") if "a" in tokenizer.get_vocab() else 100):
         assert not any(ended for _, ended in chat_replies(model, tokenizer, ["hi"], max_new_tokens=3))
 
@@ -138,3 +157,64 @@ class torch_bias:
 
     def __exit__(self, *exc):
         self.handle.remove()
+
+
+# ---- stop tokens from the loaded tokenizer; no second BOS -----------------------------------------
+# ---- generation: stop tokens and BOS ----------------------------------------------------------
+def test_stop_tokens_come_from_the_loaded_tokenizer(embedded):
+    """The embedded chat template ends a turn with <|im_end|>; a template that ends turns with EOS
+    gives EOS alone, and a tokenizer without a template gives EOS: never the embedded model's
+    IM_END constant (the bug: convert_tokens_to_ids("<|im_end|>") on another vocabulary)."""
+    _, tokenizer = embedded
+    eot = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    assert generation.stop_token_ids(tokenizer) == [eot, tokenizer.eos_token_id]
+    other = copy.deepcopy(tokenizer)
+    other.chat_template = (
+        "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}{{ eos_token }}{% endfor %}"
+        "{% if add_generation_prompt %}assistant: {% endif %}"
+    )
+    assert generation.stop_token_ids(other) == [tokenizer.eos_token_id]
+    other.chat_template = None
+    assert generation.stop_token_ids(other) == [tokenizer.eos_token_id]
+    with pytest.raises(ValueError, match="no chat template"):
+        generation.chat_prompt(other, "hi")
+
+
+class _RecordingTokenizer:
+    """Wraps a tokenizer and records `add_special_tokens` of every call."""
+
+    def __init__(self, tokenizer, bos):
+        self._t, self.bos_token, self.calls = tokenizer, bos, []
+
+    def __call__(self, *args, **kwargs):
+        self.calls.append(kwargs.get("add_special_tokens", True))
+        return self._t(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._t, name)
+
+    def __setattr__(self, name, value):
+        if name in ("_t", "bos_token", "calls"):
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self._t, name, value)
+
+
+def test_a_rendered_chat_prompt_gets_no_second_bos(embedded):
+    """A prompt that already starts with the BOS text (a chat template that writes it) is tokenized
+    without special tokens, as TRL does; a plain prompt keeps them (the tokenizer's own choice)."""
+    model, tokenizer = embedded
+    wrapped = _RecordingTokenizer(tokenizer, bos="<|im_start|>")
+    generation._generate_padded(model, wrapped, [generation.chat_prompt(tokenizer, "hi")], 2, 4,
+                                generation.stop_token_ids(tokenizer))
+    generation._generate_padded(model, wrapped, ["Plain text"], 2, 4, generation.stop_token_ids(tokenizer))
+    assert wrapped.calls == [False, True]
+
+
+def test_padding_side_is_restored_even_on_error(embedded):
+    _, tokenizer = embedded
+    before = tokenizer.padding_side
+    with pytest.raises(RuntimeError):
+        with generation.padding_side(tokenizer, "left" if before == "right" else "right"):
+            raise RuntimeError("boom")
+    assert tokenizer.padding_side == before

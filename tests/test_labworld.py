@@ -31,7 +31,9 @@ def test_regeneration_reproduces_committed_files_byte_for_byte(regenerated):
 
 def test_another_seed_gives_other_data(tmp_path):
     build.generate(tmp_path, seed=build.SEED + 1)
-    assert (tmp_path / "tone" / "test.jsonl").read_bytes() != (LABWORLD_DIR / "tone" / "test.jsonl").read_bytes()
+    assert (tmp_path / "tone" / "test.jsonl").read_bytes() != (
+        LABWORLD_DIR / "tone" / "test.jsonl"
+    ).read_bytes()
 
 
 KEYS = {
@@ -46,7 +48,9 @@ KEYS = {
 @pytest.mark.parametrize("name", sorted(KEYS))
 def test_evaluated_items_are_in_one_split_only(name):
     key = KEYS[name]
-    splits = {s: {key(r) for r in rows(LABWORLD_DIR / name / f"{s}.jsonl")} for s in ("train", "validation", "test")}
+    splits = {
+        s: {key(r) for r in rows(LABWORLD_DIR / name / f"{s}.jsonl")} for s in ("train", "validation", "test")
+    }
     assert splits["test"] and splits["train"]
     assert not splits["train"] & splits["test"]
     assert not splits["train"] & splits["validation"]
@@ -117,7 +121,9 @@ def test_task_documents_are_brief_and_keep_the_answer_and_the_distractor():
 
 def test_held_out_eval_inputs_never_appear_in_corpus_lists():
     corpus = rows(LABWORLD_DIR / "general" / "train.jsonl")
-    list_inputs = {line.split(" -> ")[0] for r in corpus if r["kind"] == "list" for line in r["text"].splitlines()}
+    list_inputs = {
+        line.split(" -> ")[0] for r in corpus if r["kind"] == "list" for line in r["text"].splitlines()
+    }
     for item in rows(LABWORLD_DIR / "eval" / "icl_novel.jsonl"):
         assert item["input"] not in list_inputs, item
     for name in ["icl", "icl_novel"]:
@@ -142,7 +148,9 @@ def test_no_domain_document_is_in_two_datasets():
     general_docs |= {r["text"] for r in rows(LABWORLD_DIR / "general" / "validation.jsonl")}
     for domain in ["finance", "healthcare", "legal"]:
         for split in ["train", "validation"]:
-            assert not general_docs & {r["text"] for r in rows(LABWORLD_DIR / f"{domain}_corpus" / f"{split}.jsonl")}
+            assert not general_docs & {
+                r["text"] for r in rows(LABWORLD_DIR / f"{domain}_corpus" / f"{split}.jsonl")
+            }
         domain_in_general = [d for d in general_docs if ANSWER_SENTENCE[domain] in d]
         for split in ["train", "validation", "test"]:
             for r in rows(LABWORLD_DIR / f"{domain}_task" / f"{split}.jsonl"):

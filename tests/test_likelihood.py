@@ -4,13 +4,14 @@ unmasked pads are the broken variants), scores only the text behind a soft promp
 nothing to score is an error; text_nll scores whole texts or only the tokens of given terms."""
 import math
 
+import numpy as np
 import pytest
 import torch
 from peft import PrefixTuningConfig, PromptEncoderConfig, PromptTuningConfig, get_peft_model
 
 from labkit.alignment import _token_kl
 from labkit.data import load_rows
-from labkit.likelihood import document_nll, perplexity, perplexity_from_nll, text_logits, text_nll
+from labkit.likelihood import document_nll, perplexity, perplexity_from_nll, text_logits, text_nll, token_nll
 from labkit.model import load_model
 
 
@@ -29,7 +30,9 @@ def test_perplexity_pools_tokens_and_ignores_padding(embedded):
     parts = [_nll_and_count(model, tokenizer, t) for t in texts]
     pooled = math.exp(sum(n for n, _ in parts) / sum(c for _, c in parts))
     assert perplexity(model, tokenizer, texts) == pytest.approx(pooled, rel=1e-5)
-    assert perplexity(model, tokenizer, texts[:1]) == pytest.approx(math.exp(parts[0][0] / parts[0][1]), rel=1e-5)
+    assert perplexity(model, tokenizer, texts[:1]) == pytest.approx(
+        math.exp(parts[0][0] / parts[0][1]), rel=1e-5
+    )
 
     # broken variant 1: per-sequence averaging (mean of each text's mean loss)
     per_sequence = math.exp(sum(n / c for n, c in parts) / len(parts))
@@ -93,7 +96,9 @@ def test_soft_prompt_perplexity_scores_the_text_after_the_virtual_tokens(embedde
 def test_prefix_tuning_perplexity_matches_the_base_attending_to_the_prefix(embedded):
     base, tokenizer = embedded
     torch.manual_seed(0)
-    model = get_peft_model(load_model()[0], PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4)).eval()
+    model = get_peft_model(
+        load_model()[0], PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4)
+    ).eval()
     for p in model.parameters():
         if p.requires_grad:
             p.normal_(0, 2.0)
@@ -138,7 +143,9 @@ def test_nothing_to_score_is_a_clear_error(embedded, texts, message):
 def test_a_one_token_text_among_others_is_skipped_not_fatal(embedded):
     base, tokenizer = embedded
     texts = _texts(2)
-    assert perplexity(base, tokenizer, ["7"] + texts) == pytest.approx(perplexity(base, tokenizer, texts), rel=1e-6)
+    assert perplexity(base, tokenizer, ["7"] + texts) == pytest.approx(
+        perplexity(base, tokenizer, texts), rel=1e-6
+    )
 
 
 @torch.no_grad()
@@ -148,12 +155,16 @@ def test_every_scorer_that_pairs_logits_with_labels_skips_the_virtual_tokens(emb
     not fail on the 4 extra positions."""
     _, tokenizer = embedded
     torch.manual_seed(0)
-    model = get_peft_model(load_model()[0], PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4)).eval()
+    model = get_peft_model(
+        load_model()[0], PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4)
+    ).eval()
     texts = _texts()
     expected = perplexity(model, tokenizer, texts, batch_size=3)
     # float32 sums per text: agreement to 1e-5 (a misaligned pairing is off by orders of magnitude)
     per_text = text_nll(model, tokenizer, texts, batch_size=3)
-    assert math.exp(sum(n for n, _ in per_text) / sum(k for _, k in per_text)) == pytest.approx(expected, rel=1e-5)
+    assert math.exp(sum(n for n, _ in per_text) / sum(k for _, k in per_text)) == pytest.approx(
+        expected, rel=1e-5
+    )
     nll, tokens = document_nll(model, tokenizer, texts, batch_size=3)
     assert math.exp(sum(nll) / sum(tokens)) == pytest.approx(expected, rel=1e-5)
     batch = tokenizer(texts[:2], return_tensors="pt", padding=True)
@@ -220,6 +231,30 @@ def test_document_nll_adds_up_to_the_perplexity(embedded):
     nll, tokens = document_nll(model, tokenizer, DOCUMENTS, batch_size=3)  # batches of unequal length
     assert len(nll) == len(tokens) == len(DOCUMENTS)
     assert tokens == [len(tokenizer(t)["input_ids"]) - 1 for t in DOCUMENTS]  # padding is not scored
-    assert math.exp(sum(nll) / sum(tokens)) == pytest.approx(perplexity(model, tokenizer, DOCUMENTS), rel=1e-5)
+    assert math.exp(sum(nll) / sum(tokens)) == pytest.approx(
+        perplexity(model, tokenizer, DOCUMENTS), rel=1e-5
+    )
     alone, _ = document_nll(model, tokenizer, DOCUMENTS[2:3])
     assert alone[0] == pytest.approx(nll[2], rel=1e-4)  # a document's score does not depend on its batch
+
+
+# ---- one kernel, three views --------------------------------------------------------------------
+# ---- likelihood: one kernel, three views --------------------------------------------------------
+def test_three_views_of_one_kernel_agree(embedded):
+    model, tokenizer = embedded
+    texts = ["The court held that the company is liable.", "Seven plus five is twelve.", "A short one."]
+    pairs = token_nll(model, tokenizer, texts, batch_size=2)
+    nll, tokens = document_nll(model, tokenizer, texts)
+    assert text_nll(model, tokenizer, texts, batch_size=2) == pairs
+    assert [k for _, k in pairs] == tokens and np.allclose([n for n, _ in pairs], nll, rtol=1e-6)
+    assert perplexity(model, tokenizer, texts) == pytest.approx(math.exp(sum(nll) / sum(tokens)), rel=1e-6)
+    assert perplexity_from_nll(pairs) == pytest.approx(perplexity(model, tokenizer, texts), rel=1e-6)
+    # each text scores every token after its first: a kernel that scored padding or the first token fails
+    assert tokens == [len(tokenizer(t)["input_ids"]) - 1 for t in texts]
+
+
+def test_a_text_past_the_models_positions_is_a_clear_error(make_tiny_llama, embedded):
+    _, tokenizer = embedded
+    model = make_tiny_llama(vocab_size=len(tokenizer), max_position_embeddings=8)
+    with pytest.raises(ValueError, match="max_position_embeddings"):
+        perplexity(model, tokenizer, ["word " * 40])

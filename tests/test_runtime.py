@@ -15,7 +15,15 @@ import transformers
 import trl
 
 from labkit.results import schema
-from labkit.runtime import OutOfMemory, environment, get_device, on_cuda_oom, quiet, seed_everything
+from labkit.runtime import (
+    OutOfMemory,
+    environment,
+    get_device,
+    on_cuda_oom,
+    quiet,
+    same_random_stream,
+    seed_everything,
+)
 
 QUIET_ENV = ("HF_DATASETS_DISABLE_PROGRESS_BARS", "TRL_EXPERIMENTAL_SILENCE", "TOKENIZERS_PARALLELISM",
              "HF_HUB_DISABLE_PROGRESS_BARS", "HF_HUB_DISABLE_TELEMETRY", "HF_HUB_DISABLE_IMPLICIT_TOKEN",
@@ -134,7 +142,9 @@ def test_trainer_measure_and_results_follow_the_same_rule(monkeypatch, tmp_path,
     _fake_cuda(monkeypatch)
     # SFTConfig(use_cpu=False) would set up the (fake) GPU: a config class that only records its arguments
     recorder = dataclasses.make_dataclass(
-        "Recorded", [(f.name, object, dataclasses.field(default=None)) for f in dataclasses.fields(trl.SFTConfig)])
+        "Recorded",
+        [(f.name, object, dataclasses.field(default=None)) for f in dataclasses.fields(trl.SFTConfig)],
+    )
     monkeypatch.setenv("LABKIT_PROFILE", profile_name)
     profile = PROFILES[profile_name]
     on_cpu = train_on_cpu(profile)
@@ -220,3 +230,23 @@ def test_mps_style_oom_is_caught_and_other_errors_pass_unchanged():
             raise RuntimeError("shape mismatch")
     with on_cuda_oom(batch_size=8):
         pass  # no error, nothing raised
+
+
+# ---- side computations leave the random streams alone --------------------------------------------
+# ---- runtime: side computations leave the random streams alone ---------------------------------
+def test_same_random_stream_restores_python_numpy_and_torch():
+    def draw():
+        return random.random(), float(np.random.rand()), torch.rand(1).item()
+
+    def seeded():
+        random.seed(1), np.random.seed(1), torch.manual_seed(1)
+
+    seeded()
+    expected = draw()
+    seeded()
+    with same_random_stream():
+        from transformers import set_seed
+
+        set_seed(99)  # what a Trainer's constructor does
+        draw()
+    assert draw() == expected

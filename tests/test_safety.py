@@ -6,10 +6,11 @@ import subprocess
 from pathlib import Path
 
 import nbformat
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SECRET = re.compile(r"\b(hf_[A-Za-z0-9]{30,}|ghp_[A-Za-z0-9]{36}|github_pat_[A-Za-z0-9_]{60,}|AKIA[0-9A-Z]{16})\b")
+SECRET = re.compile(
+    r"\b(hf_[A-Za-z0-9]{30,}|ghp_[A-Za-z0-9]{36}|github_pat_[A-Za-z0-9_]{60,}|AKIA[0-9A-Z]{16})\b"
+)
 
 
 def unsafe_calls(source: str, where: str) -> list[str]:
@@ -39,7 +40,9 @@ def _sources():
         nb = nbformat.read(path, as_version=4)
         for i, cell in enumerate(nb.cells):
             if cell.cell_type == "code":
-                code = "\n".join(ln for ln in cell.source.splitlines() if not ln.lstrip().startswith(("%", "!")))
+                code = "\n".join(
+                    ln for ln in cell.source.splitlines() if not ln.lstrip().startswith(("%", "!"))
+                )
                 yield f"{path.relative_to(ROOT)}[cell {i}]", code
 
 
@@ -64,9 +67,21 @@ def secrets_in(paths) -> list[str]:
     found = []
     for base in paths:
         base = Path(base)
-        files = [base] if base.is_file() else sorted(p for p in base.rglob("*") if p.is_file()) if base.is_dir() else []
+        files = (
+            [base]
+            if base.is_file()
+            else sorted(p for p in base.rglob("*") if p.is_file())
+            if base.is_dir()
+            else []
+        )
         for path in files:
-            if path.stat().st_size > 50 * 2**20 or path.suffix in (".safetensors", ".pt", ".bin", ".png", ".woff2"):
+            if path.stat().st_size > 50 * 2**20 or path.suffix in (
+                ".safetensors",
+                ".pt",
+                ".bin",
+                ".png",
+                ".woff2",
+            ):
                 continue
             text = path.read_text(errors="ignore")
             for match in SECRET.finditer(text):

@@ -5,21 +5,19 @@ import pytest
 
 import labkit.scoring as scoring
 from labkit.labworld.general import ICL_PHRASINGS
-from labkit.scoring import (contains_answer, exact_match, exact_match_scores, icl_prompt, parse_number,
-                            tone_reply_score)
+from labkit.scoring import (
+    contains_answer,
+    exact_match,
+    exact_match_scores,
+    icl_prompt,
+    parse_number,
+    tone_reply_score,
+)
 
 
 def test_exact_match_strips_whitespace_only():
     assert exact_match([" 42 ", "a cat"], ["42", "a cats"]) == 0.5
     assert exact_match_scores([" 42 ", "a cat", "42."], ["42", "a cats", "42"]) == [1.0, 0.0, 0.0]
-
-
-def test_exact_match_refuses_lists_that_do_not_pair_up():
-    """zip() would silently drop the unpaired answers and report an accuracy over fewer items."""
-    with pytest.raises(ValueError, match="2 outputs for 3 answers"):
-        exact_match_scores(["a", "b"], ["a", "b", "c"])
-    with pytest.raises(ValueError, match="no outputs to score"):
-        exact_match([], [])
 
 
 def test_completion_scores_are_exact_matches_per_row(monkeypatch):
@@ -88,3 +86,24 @@ def test_tone_score_needs_the_style_and_this_message():
     assert tone_reply_score(" Arr, matey! Have ye seen my ship??", row, "pirate") == 0.0  # off topic
     assert tone_reply_score(" Your pig is broken. I will fix it.", row, "support") == 0.0  # no tone
     assert tone_reply_score(row["support"], row, "pirate") == 0.0  # the other style
+
+
+# ---- one exact-match comparison; Unicode case folding ---------------------------------------------
+# ---- scoring: one exact-match comparison --------------------------------------------------------
+def test_exact_match_refuses_lists_that_do_not_pair():
+    assert exact_match_scores([" Ann ", "Bo"], ["Ann", "Bob"]) == [1.0, 0.0]
+    with pytest.raises(ValueError, match="3 outputs for 1 answers"):
+        exact_match(["a", "b", "c"], ["a"])  # zip would have scored 1.0
+    with pytest.raises(ValueError, match="no outputs"):
+        exact_match([], [])
+
+
+@pytest.mark.parametrize("output, answer, expected", [
+    ("I live in İzmir.", "izmir", True),       # Unicode case folding, not str.lower()
+    ("STRASSE 5", "straße", True),
+    ("café au lait", "cafe", False),           # accents still count
+    ("It was 118 km.", "18", False),           # whole word
+    ("The answer is 18.", "18", True),
+])
+def test_contains_answer_folds_case_as_unicode_does(output, answer, expected):
+    assert contains_answer(output, answer) is expected

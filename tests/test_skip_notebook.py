@@ -1,5 +1,4 @@
 """labkit.runtime.skip_rest_of_notebook: a chapter whose prerequisite is missing ends cleanly."""
-import nbformat
 import pytest
 from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell, new_notebook
@@ -14,7 +13,9 @@ def test_later_cells_do_not_run(tmp_path):
         new_code_cell("raise RuntimeError('must not run')"),
         new_code_cell("print('nor this')"),
     ])
-    NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    NotebookClient(
+        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
     assert nb.cells[0].outputs[0]["text"].startswith("the model is not built")
     assert nb.cells[1].outputs == [] and nb.cells[2].outputs == []
 

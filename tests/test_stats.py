@@ -40,7 +40,9 @@ def test_small_noisy_difference_does_not_hold_but_large_one_does():
 
 def test_upper_bound_decides_a_less_than_claim():
     results = Results("t", "t", "smoke")
-    assert not results.claim("c", "x below 1", measured=0.9, threshold=1.0, comparison="<", interval=[0.8, 1.1])
+    assert not results.claim(
+        "c", "x below 1", measured=0.9, threshold=1.0, comparison="<", interval=[0.8, 1.1]
+    )
     assert results.claim("d", "x below 1", measured=0.9, threshold=1.0, comparison="<", interval=[0.8, 0.95])
 
 
@@ -67,7 +69,9 @@ def test_interval_validates_against_schema(tmp_path):
     results = Results("t", "t", "smoke")
     results.add_run(Measurement("r").as_run(method="baseline", base_model="m", trainable_params=0,
                                             total_params=1, train_examples=0, base_model_sha256="ab" * 32))
-    results.claim("c", "a beats b", threshold=0.0, comparison=">", **paired_difference([1.0, 1.0], [0.0, 1.0]))
+    results.claim(
+        "c", "a beats b", threshold=0.0, comparison=">", **paired_difference([1.0, 1.0], [0.0, 1.0])
+    )
     doc = json.loads(results.write(tmp_path).read_text())
     assert doc["claims"][0]["interval"][1] >= doc["claims"][0]["interval"][0]
     assert doc["runs"][0]["base_model_sha256"] == "ab" * 32

@@ -26,7 +26,6 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 import _tiny_training  # noqa: E402
 
-
 CONFIGS = [SFTConfig, RewardConfig, DPOConfig, RLOOConfig, GRPOConfig, TrainingArguments]
 REQUIRED = {GRPOConfig: dict(num_generations=2)}  # GRPO's default (8) exceeds the profiles' batches
 
@@ -72,7 +71,8 @@ def test_run_dir_outlives_the_kernel_and_is_per_profile_and_run(tmp_path, monkey
     a = run_dir("03_lora", "lora finance", PROFILES["cpu"])
     assert a == tmp_path / "cpu" / "runs" / "labworld-base" / "03_lora" / "lora-finance"
     assert run_dir("03_lora", "lora finance", PROFILES["gpu"]) != a
-    assert run_dir("03_lora", "lora finance", PROFILES["cpu"], model="org/other") != a  # never resume another model's run
+    # never resume another model's run
+    assert run_dir("03_lora", "lora finance", PROFILES["cpu"], model="org/other") != a
     assert run_dir("03_lora", "lora r=8", PROFILES["cpu"]).name == "lora-r=8"
 
 
@@ -179,7 +179,9 @@ def test_resume_checkpoint_ignores_a_finished_or_different_run(tmp_path):
     _checkpoint(other, 4, max_steps=10, batch=4)
     same = TrainingArguments(output_dir=str(other), max_steps=10, per_device_train_batch_size=4, report_to=[])
     assert resume_checkpoint(other, same) == str(other / "checkpoint-4")
-    changed = TrainingArguments(output_dir=str(other), max_steps=20, per_device_train_batch_size=4, report_to=[])
+    changed = TrainingArguments(
+        output_dir=str(other), max_steps=20, per_device_train_batch_size=4, report_to=[]
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         assert resume_checkpoint(other, changed) is None
@@ -238,7 +240,8 @@ def one_thread():
 def test_a_changed_learning_rate_trains_from_scratch_with_a_warning(tmp_path, make_tiny_llama, one_thread):
     data = _token_data()
     out = tmp_path / "run"
-    resumed, _ = _train_until(_resume_args(out), data, make_tiny_llama(), stop_at=4)  # interrupted after step 4's checkpoint
+    # interrupted after step 4's checkpoint
+    resumed, _ = _train_until(_resume_args(out), data, make_tiny_llama(), stop_at=4)
     assert resumed is None and (out / "checkpoint-4").is_dir()
 
     with warnings.catch_warnings():
@@ -260,8 +263,12 @@ def test_any_argument_that_changes_the_run_is_compared(tmp_path, change):
     out = tmp_path / "run"
     assert resume_checkpoint(out, _resume_args(out)) is None  # records the run
     (out / "checkpoint-4").mkdir()
-    (out / "checkpoint-4" / "trainer_state.json").write_text('{"global_step": 4, "max_steps": 8, "train_batch_size": 4}')
-    assert resume_checkpoint(out, _resume_args(out, logging_steps=2, save_steps=2)) == str(out / "checkpoint-4")
+    (out / "checkpoint-4" / "trainer_state.json").write_text(
+        '{"global_step": 4, "max_steps": 8, "train_batch_size": 4}'
+    )
+    assert resume_checkpoint(out, _resume_args(out, logging_steps=2, save_steps=2)) == str(
+        out / "checkpoint-4"
+    )
     name = next(iter(change))
     with pytest.warns(UserWarning, match=f"another run \\({name} "):
         assert resume_checkpoint(out, _resume_args(out, **change)) is None
@@ -277,7 +284,9 @@ def test_another_model_or_data_is_another_train_until(tmp_path):
     assert resume_checkpoint(out, _resume_args(out), model="labworld-base", data=data) is None
     (out / "checkpoint-4").mkdir()
     (out / "checkpoint-4" / "trainer_state.json").write_text('{"global_step": 4, "max_steps": 8}')
-    assert resume_checkpoint(out, _resume_args(out), model="labworld-base", data=data) == str(out / "checkpoint-4")
+    assert resume_checkpoint(out, _resume_args(out), model="labworld-base", data=data) == str(
+        out / "checkpoint-4"
+    )
     with pytest.warns(UserWarning, match=r"another run \(model 'labworld-base' there, 'other' now\)"):
         assert resume_checkpoint(out, _resume_args(out), model="other", data=data) is None
     assert resume_checkpoint(out, _resume_args(out), model="other", data=data) is None

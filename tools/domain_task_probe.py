@@ -1,12 +1,13 @@
 """Issue 9 diagnosis (kept for the record): tokens per drug and company name, and a copy probe."""
-import json, sys, time, random, re
-import torch
-from labkit.runtime import quiet; quiet()
-from labkit.model import load_model
-from labkit.data import load_rows
+import json
+
+from labkit.runtime import quiet
+
+quiet()
 from labkit.generation import generate
 from labkit.labworld.domains import DRUGS
 from labkit.labworld.world import build_world
+from labkit.model import load_model
 
 model, tok = load_model()
 out = {}
@@ -19,10 +20,17 @@ print(json.dumps(out, indent=0))
 def probe(names, make):
     prompts = [make(n) for n in names]
     outs = generate(model, tok, prompts, max_new_tokens=6)
-    return {n: o for n, o in zip(names, outs)}, sum(o.strip().startswith(n) for n, o in zip(names, outs)) / len(names)
-d_out, d_acc = probe(DRUGS, lambda n: f"Started on {n} 20 mg once daily.\nQuestion: Which drug was started?\nAnswer:")
-c_out, c_acc = probe(companies, lambda n: f"The court held that {n} is liable.\nQuestion: Which party is liable?\nAnswer:")
-print("copy drug", d_acc, d_out); print("copy company", c_acc, c_out)
+    return {n: o for n, o in zip(names, outs)}, sum(
+        o.strip().startswith(n) for n, o in zip(names, outs)
+    ) / len(names)
+d_out, d_acc = probe(
+    DRUGS, lambda n: f"Started on {n} 20 mg once daily.\nQuestion: Which drug was started?\nAnswer:"
+)
+c_out, c_acc = probe(
+    companies, lambda n: f"The court held that {n} is liable.\nQuestion: Which party is liable?\nAnswer:"
+)
+print("copy drug", d_acc, d_out)
+print("copy company", c_acc, c_out)
 # repetition copy: name appears, then repeat it
 d2, d2acc = probe(DRUGS, lambda n: f"{n} {n} {n}")
 print("repeat drug", d2acc, d2)
