@@ -43,7 +43,7 @@ def encode(value, depth: int = 0):
         return {"$": "..."}
     if isinstance(value, complex):
         return {"$complex": [_float(value.real), _float(value.imag)]}
-    if isinstance(value, tuple) and not hasattr(value, "_fields"):
+    if isinstance(value, tuple):  # a namedtuple crosses as a plain tuple (they compare equal)
         return {"$tuple": [encode(v, depth + 1) for v in value]}
     if isinstance(value, list):
         return [encode(v, depth + 1) for v in value]

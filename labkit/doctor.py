@@ -92,7 +92,8 @@ def check_requirement(req: Requirement, dev: bool = False) -> Check:
         fits = False
     if fits:
         return Check("OK", label, f"{installed} (needs {wanted})")
-    return Check(bad, label, f"{installed} installed, needs {wanted} (run `make setup`, or pip install '{req}')")
+    return Check(bad, label, f"{installed} installed, needs {wanted} "
+                             f"(run `make setup`, or pip install '{req}')")
 
 
 def check_python(requires: str | None) -> Check:
@@ -113,7 +114,8 @@ def check_imports() -> list[Check]:
     if not out:
         import labkit
 
-        out.append(Check("OK", "imports", f"{', '.join(IMPORTS)}; labkit from {Path(labkit.__file__).parent}"))
+        where = Path(labkit.__file__).parent
+        out.append(Check("OK", "imports", f"{', '.join(IMPORTS)}; labkit from {where}"))
     return out
 
 
@@ -127,18 +129,20 @@ def check_device() -> list[Check]:
     checks = []
     if device.type == "cuda":
         free, total = torch.cuda.mem_get_info()
-        checks.append(Check("OK", "device", f"cuda: {torch.cuda.get_device_name(0)} (CUDA {torch.version.cuda}), "
+        checks.append(Check("OK", "device", f"cuda: {torch.cuda.get_device_name(0)} "
+                                            f"(CUDA {torch.version.cuda}), "
                                             f"{free / GIB:.1f} GiB free of {total / GIB:.1f} GiB"))
     elif device.type == "mps":
         checks.append(Check("OK", "device", "mps: Apple GPU (shares the RAM below)"))
     else:
         cuda_build = torch.version.cuda is not None
-        checks.append(Check("OK", "device", f"cpu: {os.cpu_count()} cores, torch uses {torch.get_num_threads()} "
-                                            f"threads" + (" (a CUDA build of torch, but no GPU is visible)"
-                                                          if cuda_build else "")))
+        note = " (a CUDA build of torch, but no GPU is visible)" if cuda_build else ""
+        checks.append(Check("OK", "device", f"cpu: {os.cpu_count()} cores, "
+                                            f"torch uses {torch.get_num_threads()} threads{note}"))
     ram = psutil.virtual_memory()
     status = "OK" if ram.available >= MIN_FREE_RAM_GIB * GIB else "WARN"
-    checks.append(Check(status, "memory", f"{ram.available / GIB:.1f} GiB free of {ram.total / GIB:.1f} GiB RAM"
+    checks.append(Check(status, "memory", f"{ram.available / GIB:.1f} GiB free of "
+                                          f"{ram.total / GIB:.1f} GiB RAM"
                         + ("" if status == "OK" else " : close other programs or use LABKIT_PROFILE=smoke")))
     where = next((p for p in [paths.ROOT, *paths.ROOT.parents] if p.exists()), Path("/"))
     disk = shutil.disk_usage(where)  # LABKIT_ROOT may point nowhere: check_root reports that
@@ -166,7 +170,8 @@ def check_profile() -> Check:
         profile = get_profile()
     except ValueError as err:
         return Check("FAIL", "profile", str(err))
-    how = f"from LABKIT_PROFILE={asked}" if asked else "chosen automatically (set LABKIT_PROFILE to change it)"
+    how = (f"from LABKIT_PROFILE={asked}" if asked
+           else "chosen automatically (set LABKIT_PROFILE to change it)")
     if profile.name == "gpu":
         try:
             import torch
@@ -190,7 +195,8 @@ def check_model() -> Check:
         return Check("FAIL", "model", str(err))
     except Exception as err:  # any other surprise in the value: a line, not a traceback
         return Check("FAIL", "model", f"{type(err).__name__}: {str(err)[:200]}")
-    source = f"LABKIT_MODEL={os.environ['LABKIT_MODEL']}" if os.environ.get("LABKIT_MODEL") else "the embedded model"
+    source = (f"LABKIT_MODEL={os.environ['LABKIT_MODEL']}" if os.environ.get("LABKIT_MODEL")
+              else "the embedded model")
     folder = Path(where)
     if not folder.is_dir():
         from huggingface_hub import try_to_load_from_cache

@@ -349,7 +349,8 @@ def _sandbox(out: Path, student: str, root: Path) -> Path:
     """A per-student lab root under the report folder (`work/<key>/`): `data` links to the lab's
     data, while results/ and artifacts/ (models one chapter hands to the next) stay this
     student's own. In the `bwrap` sandbox it is the only folder the kernel can write."""
-    box = (out / "work" / student).resolve() if student.startswith(".") else (out / "work" / _key(student)).resolve()
+    name = student if student.startswith(".") else _key(student)  # ".reference": the checking kernel's
+    box = (out / "work" / name).resolve()
     (box / "notebooks").mkdir(parents=True, exist_ok=True)
     link = box / "data"
     if not link.exists():
@@ -405,7 +406,8 @@ def _mismatches(nb, reference, expected: list[Exercise]) -> list[str]:
         problems.append(str(e))
     solutions, checks = _answer_groups(nb)
     if len(solutions) != len(expected):
-        problems.append(f"{len(solutions)} exercise(s) tagged `{SOLUTION_TAG}`, the reference has {len(expected)}")
+        problems.append(f"{len(solutions)} exercise(s) tagged `{SOLUTION_TAG}`, "
+                        f"the reference has {len(expected)}")
     for k, ex in enumerate(expected[:len(solutions)]):
         if len(solutions[k]) != len(ex.solution_cells):
             problems.append(f"exercise {k + 1}: {len(solutions[k])} `{SOLUTION_TAG}` cell(s), "
@@ -430,7 +432,8 @@ def _match_reference(nb, name: str, references: dict[str, Path]) -> tuple[str | 
     best, score = None, 0.0
     for ref_name, path in references.items():
         try:
-            theirs = {c.source.strip() for c in nbformat.read(str(path), as_version=4).cells if c.source.strip()}
+            cells = nbformat.read(str(path), as_version=4).cells
+            theirs = {c.source.strip() for c in cells if c.source.strip()}
         except Exception:
             continue
         shared = len(mine & theirs)
@@ -519,11 +522,13 @@ def _run_submission(nb, *, captures: dict[int, tuple[int, list[str]]], timeout: 
     from . import answers, sandbox
 
     attempt = _Attempt()
-    km, socket_dir = sandbox.kernel_manager(mode, kernel, workdir, readonly, [workdir.parent])  # the student's box
+    # the student's box (workdir's parent) is the one writable folder
+    km, socket_dir = sandbox.kernel_manager(mode, kernel, workdir, readonly, [workdir.parent])
     client = _kernel_client(nb, km, timeout, workdir, attempt.errors)
     t0 = time.perf_counter()
     try:
-        with open(kernel_log, "w", encoding="utf-8") as klog, client.setup_kernel(env=env, stdout=klog, stderr=klog):
+        with open(kernel_log, "w", encoding="utf-8") as klog, \
+                client.setup_kernel(env=env, stdout=klog, stderr=klog):
             for index, cell in enumerate(nb.cells):
                 if cell.cell_type != "code":
                     continue
@@ -539,21 +544,22 @@ def _run_submission(nb, *, captures: dict[int, tuple[int, list[str]]], timeout: 
                 attempt.durations[index] = time.perf_counter() - started
                 if attempt.errors.get(index, "").startswith("Timeout"):
                     probe = _run_cell(client, "pass", -1, timeout=GRACE_SECONDS)
-                    if any(o.get("ename") == "Timeout" for o in probe.outputs) or not probe.get("execution_count"):
+                    timed_out = any(o.get("ename") == "Timeout" for o in probe.outputs)
+                    if timed_out or not probe.get("execution_count"):
                         attempt.stopped = (f"cell {index} ran past {timeout} s and ignored the interrupt: "
                                            "the kernel was killed")
                         _kill(km)
                         break
                 if index in captures:
                     number, names = captures[index]
-                    capture = _run_cell(client, "from labkit.answers import emit as __labkit_emit\n"
-                                                f"__labkit_emit({number}, {names!r}, globals())\ndel __labkit_emit",
-                                        -2, timeout=max(60, min(timeout, 300)))
+                    source = ("from labkit.answers import emit as __labkit_emit\n"
+                              f"__labkit_emit({number}, {names!r}, globals())\ndel __labkit_emit")
+                    capture = _run_cell(client, source, -2, timeout=max(60, min(timeout, 300)))
                     record = answers.parse(_stream_text(capture))
                     if record is None or record.get("exercise") != number:
                         errs = [o for o in capture.outputs if o.get("output_type") == "error"]
-                        attempt.answers[number] = ("its answer values could not be read"
-                                                   + (f" ({_error_text(errs[0]['ename'], errs[0]['evalue'])})" if errs else ""))
+                        why = f" ({_error_text(errs[0]['ename'], errs[0]['evalue'])})" if errs else ""
+                        attempt.answers[number] = "its answer values could not be read" + why
                     else:
                         attempt.answers[number] = record["answers"]
     except DeadKernelError as e:
@@ -588,7 +594,8 @@ class _Checker:
         self._stack = contextlib.ExitStack()
         self.km = AsyncKernelManager(kernel_name=kernel)
         self.client = _kernel_client(copy.deepcopy(self.reference), self.km, timeout, workdir, self.errors)
-        self.first = min((i for ex in self.exercises for i in ex.solution_cells), default=len(self.reference.cells))
+        self.first = min((i for ex in self.exercises for i in ex.solution_cells),
+                         default=len(self.reference.cells))
         t0 = time.perf_counter()
         try:
             self._stack.enter_context(self.client.setup_kernel(env=env))
@@ -606,7 +613,6 @@ class _Checker:
 
     def verdicts(self, given: dict[int, dict]) -> dict[int, tuple[bool, str]]:
         """{exercise: (passed, message)} for the exercises in `given` ({exercise: answers record})."""
-        from . import answers
 
         if self.broken:
             return {k: (False, f"not graded: {self.broken}") for k in given}
@@ -689,7 +695,9 @@ def grade_notebook(path: Path, student: str, *, profile: str, timeout: int, work
         why = f"cannot read the notebook: {_first_line(e)}"
         return NotebookRun(student, path.name, [Outcome(student, path.name, label(ex), False, why)
                                                 for ex in expected], 0.0, [why], "reference")
-    mismatches = ([renamed] if renamed else []) + (_mismatches(nb, reference, expected) if reference is not None else [])
+    mismatches = [renamed] if renamed else []
+    if reference is not None:
+        mismatches += _mismatches(nb, reference, expected)
     solutions, checks = _answer_groups(nb)
     # exercises whose check cells line up with the reference's: the executed notebook shows the
     # reference's checks there (and an answer that is code is checked by them)
@@ -757,7 +765,8 @@ def grade_notebook(path: Path, student: str, *, profile: str, timeout: int, work
                 else:
                     bad = next((i for i in checks[k] if i in attempt.errors), None)
                     if bad is not None:
-                        verdict[ex.number] = (False, f"check: {attempt.errors[bad]}".replace("check: ✗ ", "✗ "))
+                        message = f"check: {attempt.errors[bad]}".replace("check: ✗ ", "✗ ")
+                        verdict[ex.number] = (False, message)
                     elif any(i not in attempt.durations for i in checks[k]):
                         verdict[ex.number] = (False, f"not run: {attempt.stopped}")
                     else:
@@ -768,8 +777,9 @@ def grade_notebook(path: Path, student: str, *, profile: str, timeout: int, work
         if pending:
             own = checker is None
             if own:
-                checker = _Checker(reference_path, timeout=timeout, workdir=workdir.parent.parent / ".reference" / "notebooks",
-                                   kernel=kernel, env=env, log=lambda *a: None)
+                checker = _Checker(reference_path, timeout=timeout, kernel=kernel, env=env,
+                                   workdir=workdir.parent.parent / ".reference" / "notebooks",
+                                   log=lambda *a: None)
             try:
                 verdict.update(checker.verdicts(pending))
             finally:
@@ -789,7 +799,8 @@ def grade_notebook(path: Path, student: str, *, profile: str, timeout: int, work
         other.append(attempt.stopped)
     if not outcomes:
         other.append("no exercises found (no cell tagged `solution`)")
-    return NotebookRun(student, path.name, outcomes, round(attempt.seconds, 1), other, checks_from, executed_path)
+    return NotebookRun(student, path.name, outcomes, round(attempt.seconds, 1), other, checks_from,
+                       executed_path)
 
 
 def find_submissions(folder: Path) -> list[tuple[str, Path]]:
@@ -833,8 +844,8 @@ def grade(submissions: Path, out: Path, *, profile: str = "smoke", timeout: int 
     if mode == "bwrap":
         log("sandbox: bwrap (each student's kernel sees only its own work folder; no network)")
     else:
-        log("sandbox: none: submissions run as this user, unisolated"
-            + (f" ({sandboxes.bwrap_problem()})" if sandbox != "none" else "") + "; see README, For instructors")
+        why = f" ({sandboxes.bwrap_problem()})" if sandbox != "none" else ""
+        log(f"sandbox: none: submissions run as this user, unisolated{why}; see README, For instructors")
     if reference is None:
         reference = lab / "notebooks" if (lab / "notebooks").is_dir() else ""
     ref_dir = Path(reference).resolve() if reference else None
@@ -853,7 +864,8 @@ def grade(submissions: Path, out: Path, *, profile: str = "smoke", timeout: int 
             ref_name, renamed = _match_reference(nb, path.name, references)
             if ref_name is None and nb is not None:
                 renamed = "no reference notebook matches this notebook (renamed or not an exercise notebook)"
-        jobs.append((ref_name or path.name, student, path, references.get(ref_name) if ref_name else None, renamed))
+        ref_path = references.get(ref_name) if ref_name else None
+        jobs.append((ref_name or path.name, student, path, ref_path, renamed))
     jobs.sort(key=lambda j: (j[0], j[1], str(j[2])))  # chapter by chapter: a student's in book order
 
     runs: list[NotebookRun] = []
@@ -873,17 +885,19 @@ def grade(submissions: Path, out: Path, *, profile: str = "smoke", timeout: int 
             executed = out / "executed" / _key(student) / path.name
             log(f"grading {student}/{path.name} ({profile}) ...")
             try:
-                run = grade_notebook(path, student, profile=profile, timeout=timeout, workdir=box / "notebooks",
-                                     reference_path=ref_path, kernel=kernel, executed_path=executed,
+                run = grade_notebook(path, student, profile=profile, timeout=timeout,
+                                     workdir=box / "notebooks", reference_path=ref_path, kernel=kernel,
+                                     executed_path=executed,
                                      checker=checker if ref_path is not None else None, mode=mode,
                                      readonly=readonly, renamed=renamed)
             except Exception as e:  # whatever a submission did, it costs its own notebook only
                 why = f"grading failed: {type(e).__name__}: {_first_line(e)}"
                 labels = [ex.label for ex in checker.exercises] if ref_path is not None and checker else []
-                run = NotebookRun(student, path.name, [Outcome(student, path.name, lab, False, why) for lab in labels],
-                                  0.0, [why], "reference (separate kernel)")
+                failed = [Outcome(student, path.name, label, False, why) for label in labels]
+                run = NotebookRun(student, path.name, failed, 0.0, [why], "reference (separate kernel)")
             if renamed and ref_path is None and not run.outcomes:
-                run.outcomes.append(Outcome(student, path.name, "notebook matches the reference", False, renamed))
+                run.outcomes.append(Outcome(student, path.name, "notebook matches the reference", False,
+                                            renamed))
             ok = sum(o.passed for o in run.outcomes)
             log(f"  {ok}/{len(run.outcomes)} exercises pass in {run.seconds:.0f} s"
                 + (f"; other errors: {'; '.join(run.other_errors)}" if run.other_errors else ""))

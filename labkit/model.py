@@ -27,7 +27,8 @@ def base_config(vocab_size: int, eos_token_id: int, pad_token_id: int, hidden_si
     """The embedded model's architecture: a small Llama (about 2M parameters at the defaults)."""
     return LlamaConfig(vocab_size=vocab_size, hidden_size=hidden_size, intermediate_size=intermediate_size,
                        num_hidden_layers=num_hidden_layers, num_attention_heads=num_attention_heads,
-                       num_key_value_heads=num_attention_heads, max_position_embeddings=max_position_embeddings,
+                       num_key_value_heads=num_attention_heads,
+                       max_position_embeddings=max_position_embeddings,
                        tie_word_embeddings=True, bos_token_id=None, eos_token_id=eos_token_id,
                        pad_token_id=pad_token_id)
 
@@ -136,9 +137,11 @@ def check_model_folder(path: str | Path) -> None:
     if not any(n in names for n in TOKENIZER_FILES):
         raise ModelNotAvailable(
             f"{folder} has no tokenizer files (looked for {', '.join(TOKENIZER_FILES)}). Save the tokenizer "
-            "next to the weights: `tokenizer.save_pretrained(folder)` with the tokenizer the model was trained with.")
+            "next to the weights: `tokenizer.save_pretrained(folder)` with the tokenizer the model was "
+            "trained with.")
     if "vocab.json" in names and "merges.txt" not in names and "tokenizer.json" not in names:
-        raise ModelNotAvailable(f"{folder} has vocab.json but no merges.txt: the BPE tokenizer is incomplete.")
+        raise ModelNotAvailable(f"{folder} has vocab.json but no merges.txt: the BPE tokenizer is "
+                                "incomplete.")
     if not any(n.endswith(".safetensors") for n in names):
         pickles = sorted(n for n in names if n.endswith(PICKLE_SUFFIXES))
         if pickles:
@@ -165,14 +168,14 @@ def ensure_pad_token(tokenizer, name: str = ""):
     if tokenizer.pad_token is not None:
         return tokenizer
     if tokenizer.eos_token is None:
-        raise ModelNotAvailable(f"The tokenizer of {name or 'this model'} has neither a pad nor an eos token: "
-                                "set one, e.g. tokenizer.add_special_tokens({'pad_token': '<pad>'}) and "
-                                "model.resize_token_embeddings(len(tokenizer)).")
+        raise ModelNotAvailable(f"The tokenizer of {name or 'this model'} has neither a pad nor an eos "
+                                "token: set one, e.g. tokenizer.add_special_tokens({'pad_token': '<pad>'}) "
+                                "and model.resize_token_embeddings(len(tokenizer)).")
     tokenizer.pad_token = tokenizer.eos_token
     if name not in _PAD_NOTICES:
         _PAD_NOTICES.add(name)
-        print(f"labkit: the tokenizer of {Path(name).name or 'this model'} has no pad token; padding with its "
-              f"end-of-sequence token {tokenizer.eos_token!r} (pad = eos). Padding is masked out by the "
+        print(f"labkit: the tokenizer of {Path(name).name or 'this model'} has no pad token; padding with "
+              f"its end-of-sequence token {tokenizer.eos_token!r} (pad = eos). Padding is masked out by the "
               "attention mask; when training, keep eos in the labels (TRL's collator does).")
     return tokenizer
 

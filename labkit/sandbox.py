@@ -3,7 +3,8 @@
 Two modes:
 
 - `bwrap` (Linux with bubblewrap, `apt-get install bubblewrap`): the kernel runs in new user,
-  PID, network, IPC and UTS namespaces as an unprivileged user (uid 65534) with no capabilities.
+  PID, network, IPC and UTS namespaces as an unprivileged user with no capabilities (uid 65534
+  inside; a grader running as root has root's private files, e.g. /etc/shadow, masked).
   Its file system holds only the operating system and Python (read-only), the lab's code and
   data (read-only, without the instructor notebooks), and the student's own work folder, the one
   writable place (its temporary files go there too: TMPDIR; the rest, /tmp included, is
@@ -70,6 +71,46 @@ def choose(mode: str = "auto") -> str:
     return "none" if problem else "bwrap"
 
 
+@functools.lru_cache(maxsize=None)
+def _private(root: str) -> tuple[list[str], list[str]]:
+    """(folders, files) under `root` that other users may not read. bwrap, run as root, maps the
+    sandbox's user onto root outside, so root's private files (mode 600: /etc/shadow, keys) in a
+    folder it binds would be readable: each is masked (an empty folder, /dev/null) instead."""
+    folders, files = [], []
+    for here, dirs, names in os.walk(root):
+        for d in list(dirs):
+            path = os.path.join(here, d)
+            try:
+                mode = os.lstat(path).st_mode
+            except OSError:
+                continue
+            if not os.path.islink(path) and (mode & 0o005) != 0o005:
+                folders.append(path)
+                dirs.remove(d)
+        for n in names:
+            path = os.path.join(here, n)
+            try:
+                mode = os.lstat(path).st_mode
+            except OSError:
+                continue
+            if not os.path.islink(path) and not mode & 0o004:
+                files.append(path)
+    return folders, files
+
+
+def _masks(roots: list[str]) -> list[str]:
+    if os.name != "posix" or os.geteuid() != 0:
+        return []  # as another user, file permissions hold inside as outside
+    args = []
+    for root in roots:
+        folders, files = _private(root)
+        for path in folders:
+            args += ["--tmpfs", path]
+        for path in files:
+            args += ["--ro-bind", "/dev/null", path]
+    return args
+
+
 def _python_dirs() -> list[Path]:
     """Python itself, the environment's packages, and where labkit's code is."""
     import labkit
@@ -83,8 +124,7 @@ def _base_args() -> list[str]:
     args = ["--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
             "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
             "--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc",
-            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
-            "--ro-bind-try", "/dev/null", "/etc/shadow", "--ro-bind-try", "/dev/null", "/etc/gshadow"]
+            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
     for link in ("/bin", "/lib", "/lib64", "/lib32", "/sbin"):
         if os.path.islink(link):
             args += ["--symlink", os.readlink(link), link]
@@ -92,7 +132,7 @@ def _base_args() -> list[str]:
             args += ["--ro-bind", link, link]
     for d in _python_dirs():
         args += ["--ro-bind", str(d), str(d)]
-    return args
+    return args + _masks(["/etc"])  # /usr and Python's folders hold no private files on Debian
 
 
 def bwrap_args(workdir: Path, readonly: list[Path], writable: list[Path]) -> list[str]:
@@ -100,11 +140,12 @@ def bwrap_args(workdir: Path, readonly: list[Path], writable: list[Path]) -> lis
     args = ["bwrap", *_base_args()]
     for d in readonly:
         if d.exists():
-            args += ["--ro-bind", str(d), str(d)]
+            args += ["--ro-bind", str(d), str(d), *_masks([str(d)])]
     for d in writable:
         args += ["--bind", str(d), str(d)]
     # a GPU, when there is one (the gpu profile): its device files and what CUDA reads in /sys
-    gpus = sorted(str(p) for p in Path("/dev").glob("nvidia*")) + (["/dev/dri"] if Path("/dev/dri").exists() else [])
+    gpus = sorted(str(p) for p in Path("/dev").glob("nvidia*"))
+    gpus += ["/dev/dri"] if Path("/dev/dri").exists() else []
     for dev in gpus:
         args += ["--dev-bind", dev, dev]
     if gpus:
@@ -122,7 +163,8 @@ def kernel_env(extra: dict[str, str], home: Path) -> dict[str, str]:
     env = {k: os.environ[k] for k in ENV_KEEP if k in os.environ}
     (home / ".tmp").mkdir(parents=True, exist_ok=True)
     env.update(HOME=str(home), TMPDIR=str(home / ".tmp"),
-               MPLCONFIGDIR=str(home / ".config" / "matplotlib"), HF_HOME=str(home / ".cache" / "huggingface"),
+               MPLCONFIGDIR=str(home / ".config" / "matplotlib"),
+               HF_HOME=str(home / ".cache" / "huggingface"),
                HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1",
                PYTHONNOUSERSITE="1", JUPYTER_RUNTIME_DIR=str(home / ".jupyter-runtime"))
     env.update(extra)

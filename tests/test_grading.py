@@ -6,8 +6,8 @@ an edition with a plausible wrong answer per exercise: one smoke run of the note
 from __future__ import annotations
 
 import copy
-import os
 import csv
+import os
 import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -229,7 +229,8 @@ WRONG_ANSWERS: dict[tuple[str, int], tuple[str, str]] = {
                            "health_tpw = len(tokenizer.tokenize(health)) / len(health)"),  # per character
     ("00_base_model", 2): ("logits[0, :-1], ids[0, 1:]", "logits[0, 1:], ids[0, 1:]"),  # unshifted
     ("01_prompt_engineering", 1): ('example["demos"][:2]', 'example["demos"][:3]'),     # one shot too many
-    ("01_prompt_engineering", 2): ('- by_name["0-shot"]["metrics"]["prompt_tokens"]', ""),  # forgot the baseline
+    # forgot the baseline
+    ("01_prompt_engineering", 2): ('- by_name["0-shot"]["metrics"]["prompt_tokens"]', ""),
     ("02_prompt_tuning", 1): ("profile.virtual_tokens * base.config.hidden_size",
                               "(profile.virtual_tokens + 1) * base.config.hidden_size"),  # off by one
     ("02_prompt_tuning", 2): ("num_hidden_layers * 2 * cfg.num_key_value_heads",
@@ -238,10 +239,14 @@ WRONG_ANSWERS: dict[tuple[str, int], tuple[str, str]] = {
                      "(cfg.hidden_size + q_out)"),                                     # one projection
     ("03_lora", 2): ("(lora_cfg.lora_alpha / lora_cfg.r) * B0 @ A0", "B0 @ A0"),       # no alpha / r
     # in smoke every held-out family scores 0 before and after, so "forgot the baseline" would pass:
-    ("05_instruction_tuning", 2): ("for f in held_out_families}", "for f in held_out_families[:-1]}"),  # a family short
-    ("06_rlhf", 2): ("torch.cat([group[:i], group[i + 1:]]).mean()", "group.mean()"),  # baseline includes itself
-    ("10_real_model", 2): ('{"role": "assistant", "content": str(a)}', '{"role": "user", "content": str(a)}'),  # wrong role
-    ("08_distillation", 2): ("torch.softmax(logits / T, dim=-1)", "torch.softmax(logits * T, dim=-1)"),  # T inverted
+    # a family short
+    ("05_instruction_tuning", 2): ("for f in held_out_families}", "for f in held_out_families[:-1]}"),
+    # the baseline includes the reply itself
+    ("06_rlhf", 2): ("torch.cat([group[:i], group[i + 1:]]).mean()", "group.mean()"),
+    # the wrong role
+    ("10_real_model", 2): ('{"role": "assistant", "content": str(a)}', '{"role": "user", "content": str(a)}'),
+    # T inverted
+    ("08_distillation", 2): ("torch.softmax(logits / T, dim=-1)", "torch.softmax(logits * T, dim=-1)"),
 }
 
 # A chapter that starts from another chapter's saved model: the grader runs the prerequisite's
@@ -303,7 +308,8 @@ def test_real_notebook_student_instructor_and_wrong_editions(source, tmp_path):
         for stem in PREREQUISITES.get(source.stem, []):
             shutil.copy(NOTEBOOKS / f"{stem}.ipynb", subs / student / f"{stem}.ipynb")
     shutil.copy(source, subs / "instructor-edition" / source.name)
-    nbformat.write(grading.student_edition(instructor, source.name), str(subs / "student-edition" / source.name))
+    nbformat.write(grading.student_edition(instructor, source.name),
+                   str(subs / "student-edition" / source.name))
     wrong, notes = _wrong_edition(instructor, source.stem)
     nbformat.write(wrong, str(subs / "wrong-answers" / source.name))
     out = tmp_path / "report"

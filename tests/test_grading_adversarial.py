@@ -24,10 +24,10 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from test_grading import code, exercise_notebook  # tests/ is on sys.path (conftest.py)
 
 from labkit import grading, sandbox
 from labkit.paths import ROOT
-from test_grading import code, exercise_notebook  # tests/ is on sys.path (conftest.py)
 
 CHAPTER = "01_prompt_engineering.ipynb"
 WRONG = {"my_prompt": "my_prompt = 'I do not know'", "extra_tokens": "extra_tokens = -1.0"}
@@ -111,16 +111,19 @@ def test_chapter_1_adversarial_class(tmp_path):
     targets = {"reference": str(ROOT / "notebooks" / CHAPTER), "submissions": str(subs),
                "other work": str(out / "work" / grading._key("ann lee")),
                "other executed": str(out / "executed" / grading._key("ann lee") / CHAPTER),
-               "report": str(out / "summary.csv"), "grader home": os.path.expanduser("~")}
+               "report": str(out / "summary.csv"), "grader home": os.path.expanduser("~"),
+               "root's private file": "/etc/shadow"}
     probe = ("import json, os\nseen = {}\n"
              f"for what, path in {targets!r}.items():\n"
              "    try:\n"
-             "        seen[what] = sorted(os.listdir(path))[:5] if os.path.isdir(path) else open(path).read()[:80]\n"
+             "        isdir = os.path.isdir(path)\n"
+             "        seen[what] = sorted(os.listdir(path))[:5] if isdir else open(path).read()[:80]\n"
              "    except OSError as e:\n"
              "        seen[what] = type(e).__name__\n"
              "json.dump(seen, open('seen.json', 'w'))\n")
-    submit("b-reader", _exercise_only(instructor, {"my_prompt": f"my_prompt = open({targets['reference']!r}).read()",
-                                                   "extra_tokens": "extra_tokens = -1.0"}, prefix=[probe]))
+    steal = {"my_prompt": f"my_prompt = open({targets['reference']!r}).read()",
+             "extra_tokens": "extra_tokens = -1.0"}
+    submit("b-reader", _exercise_only(instructor, steal, prefix=[probe]))
     # 6. writing outside its folder: the lab's code, a later student's submission, the report, a spy file
     writes = [str(ROOT / "labkit" / "checks.py"), str(subs / "z-honest" / CHAPTER), str(out / "summary.csv"),
               str(spy), str(ROOT / "notebooks" / CHAPTER)]
@@ -141,7 +144,8 @@ def test_chapter_1_adversarial_class(tmp_path):
         "    except OSError:\n        pass\nos.killpg(0, signal.SIGKILL)"]))
     submit("c-background", _exercise_only(instructor, WRONG, prefix=[
         "import subprocess\nsubprocess.Popen(['sleep', '987654'], start_new_session=True)\n"
-        "subprocess.Popen(['sh', '-c', 'while true; do date > beat.txt; sleep 0.2; done'], start_new_session=True)"]))
+        "subprocess.Popen(['sh', '-c', 'while true; do date > beat.txt; sleep 0.2; done'],\n"
+        "                 start_new_session=True)"]))
 
     before = _digest([subs / "z-honest"])
     started = time.perf_counter()
@@ -178,6 +182,7 @@ def test_chapter_1_adversarial_class(tmp_path):
     assert not spy.exists()
     box = lambda s: out / "work" / grading._key(s)  # noqa: E731
     seen = json.loads((box("b-reader") / "notebooks" / "seen.json").read_text())
+    assert seen.pop("root's private file") in ("PermissionError", "FileNotFoundError")
     home = seen.pop("grader home")  # only the way to Python itself (bound read-only), when it lives there
     python_parts = [Path(d).resolve().parts for d in (sys.base_prefix, sys.prefix)]
     home_parts = Path(os.path.expanduser("~")).resolve().parts
@@ -231,7 +236,8 @@ def test_without_a_sandbox_verdicts_still_come_from_the_reference(tmp_path):
     reference.mkdir()
     nbformat.write(exercise_notebook(), str(reference / "tiny.ipynb"))
     cheat = exercise_notebook()
-    cheat.cells[3].source = ("import labkit.checks\nlabkit.checks.check = lambda name, *a, **k: print('✓ ' + name)\n"
+    cheat.cells[3].source = ("import labkit.checks\n"
+                             "labkit.checks.check = lambda name, *a, **k: print('✓ ' + name)\n"
                              "answer = -5\nimport subprocess\nsubprocess.Popen(['sleep', '987653'])")
     subs = tmp_path / "subs"
     for student, nb in (("cheat", cheat), ("honest", exercise_notebook())):
