@@ -586,6 +586,7 @@ class _Checker:
         from jupyter_client.manager import AsyncKernelManager
 
         self.reference = nbformat.read(str(reference_path), as_version=4)
+        timeout = (self.reference.metadata.get("execution", {}) or {}).get("timeout", timeout)
         self.exercises = find_exercises(self.reference)
         self.names = {ex.number: _answer_names(self.reference, ex) for ex in self.exercises}
         self.stubs = student_edition(self.reference, reference_path.name)
@@ -689,6 +690,8 @@ def grade_notebook(path: Path, student: str, *, profile: str, timeout: int, work
     reference = nbformat.read(str(reference_path), as_version=4) if reference_path else None
     expected = find_exercises(reference) if reference is not None else []
     label = lambda ex: ex.label  # noqa: E731
+    if reference is not None:  # a notebook's own `execution.timeout` (as nbmake reads it), from the reference
+        timeout = (reference.metadata.get("execution", {}) or {}).get("timeout", timeout)
     try:
         nb = nbformat.read(str(path), as_version=4)
     except Exception as e:  # not JSON, not a notebook
