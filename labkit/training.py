@@ -9,7 +9,7 @@ that trains), and where each run keeps its checkpoints.
 profile supplies the numbers (steps, batch size, seed), the lab's one device rule supplies
 `use_cpu`, and any keyword overrides them. Print it in a notebook to see every argument the trainer
 receives. No chapter sets `use_cpu`, logging, checkpointing or the seed itself
-(tests/test_training.py scans every notebook for it).
+(tests/test_device_rule.py scans every notebook for it).
 
 Resuming after an interruption (a kernel restart mid-training): in `cpu` and `gpu`, `trainer_args`
 checkpoints `profile.checkpoints_per_run` times per run with the trainer's own arguments
