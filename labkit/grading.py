@@ -713,9 +713,12 @@ def grade_notebook(path: Path, student: str, *, profile: str, timeout: int, work
         for k, ex in enumerate(expected[:len(solutions)]):
             captures[solutions[k][-1]] = (ex.number, _answer_names(reference, ex))
     lab_root_dir = workdir.parent
-    env = sandbox.kernel_env({"LABKIT_PROFILE": profile, "LABKIT_ROOT": str(lab_root_dir),
-                              "LABKIT_RESULTS_DIR": str(lab_root_dir / "results"), "MPLBACKEND": "Agg"},
-                             home=lab_root_dir)
+    extra = {"LABKIT_PROFILE": profile, "LABKIT_ROOT": str(lab_root_dir),
+             "LABKIT_RESULTS_DIR": str(lab_root_dir / "results"), "MPLBACKEND": "Agg"}
+    model = os.environ.get("LABKIT_MODEL", "")
+    if model and Path(model).expanduser().is_dir():  # the kernel starts elsewhere: an absolute path
+        extra["LABKIT_MODEL"] = str(Path(model).expanduser().resolve())
+    env = sandbox.kernel_env(extra, home=lab_root_dir)
     kernel_log = lab_root_dir / f"kernel-{path.stem}.log"  # the kernel's own messages, not cells'
     attempt = _run_submission(nb, captures=captures, timeout=timeout, workdir=workdir, kernel=kernel,
                               env=env, mode=mode, readonly=readonly or [], kernel_log=kernel_log)
@@ -855,6 +858,9 @@ def grade(submissions: Path, out: Path, *, profile: str = "smoke", timeout: int 
     references = {p.name: p for p in sorted(ref_dir.glob("*.ipynb"))} if ref_dir else {}
     out.mkdir(parents=True, exist_ok=True)
     readonly = [(lab / "data").resolve()]
+    model = os.environ.get("LABKIT_MODEL", "")
+    if model and Path(model).expanduser().is_dir():  # another model to grade on, outside the lab
+        readonly.append(Path(model).expanduser().resolve())
 
     jobs = []  # (reference name or submitted name, student, path, reference path, renamed note)
     for student, path in pairs:

@@ -31,7 +31,8 @@ from jupyter_client.manager import AsyncKernelManager
 
 # Environment variables a kernel keeps (everything else, e.g. tokens in CI, is dropped).
 ENV_KEEP = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
-            "PYTHONPATH", "CUDA_VISIBLE_DEVICES", "PYTHONHASHSEED", "TERM")
+            "PYTHONPATH", "CUDA_VISIBLE_DEVICES", "PYTHONHASHSEED", "TERM", "LD_LIBRARY_PATH", "CUDA_HOME",
+            "VIRTUAL_ENV", "CONDA_PREFIX", "LABKIT_MODEL")
 SANDBOX_UID = 65534
 
 
