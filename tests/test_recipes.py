@@ -1,10 +1,11 @@
-"""The recipes in recipes/ (chapters 3 and 4 as scripts for `accelerate launch`).
+"""The recipes in recipes/ (chapters 3, 4, 5 and 6 as scripts for `accelerate launch`).
 
 - The notebook and the script build the same trainer arguments (and, for LoRA, the same adapter
-  config) in every profile: the `trainer_args(...)` call is read out of the notebook's `train`
+  config) in every profile: the `trainer_args(...)` call is read out of the notebook's training
   cell and evaluated next to the script's, so neither can change without the other.
-- Two CPU processes (DDP over gloo, recipes/accelerate/cpu_ddp.yaml) against one process with
-  two accumulation steps, the same effective batch (per-device 2 x 2 processes x 1 = 2 x 1 x 2):
+- Two CPU processes (DDP over gloo, recipes/accelerate/cpu_ddp.yaml; the LoRA and full fine-tuning
+  recipes only, to fit CI's time) against one process with two accumulation steps, the same
+  effective batch (per-device 2 x 2 processes x 1 = 2 x 1 x 2):
   both ranks run every step and end with the same weights; the loss curves agree within
   LOSS_TOLERANCE; the saved adapter / model loads with labkit and generates.
 
@@ -40,15 +41,15 @@ def _recipe(name: str):
     return module
 
 
-def _train_cell(notebook: str) -> ast.Module:
+def _cell(notebook: str, marker: str) -> ast.Module:
     cells = json.loads((ROOT / "notebooks" / notebook).read_text())["cells"]
     sources = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
-    return ast.parse(next(s for s in sources if "\ndef train(" in f"\n{s}"))
+    return ast.parse(next(s for s in sources if marker in s))
 
 
-def _notebook_args(notebook: str, namespace: dict):
-    """Evaluate the `trainer_args(...)` call inside the notebook's `def train(...)`."""
-    calls = [n for n in ast.walk(_train_cell(notebook))
+def _notebook_args(notebook: str, namespace: dict, marker: str = "def train("):
+    """Evaluate the `trainer_args(...)` call of the notebook's training cell (the one with `marker`)."""
+    calls = [n for n in ast.walk(_cell(notebook, marker))
              if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "trainer_args"]
     assert len(calls) == 1, f"{notebook}: {len(calls)} trainer_args calls in the train cell, not one"
     return eval(compile(ast.Expression(calls[0]), notebook, "eval"), namespace)
@@ -88,6 +89,19 @@ def test_notebook_and_script_build_the_same_arguments(profile_name, tmp_path):
     in_notebook = _notebook_args("04_full_finetuning.ipynb", {**base, "steps": profile.train_steps,
                                                               "lr": profile.full_ft_lr, "callbacks": ()})
     assert _comparable(in_notebook) == _comparable(full.make_args(profile, tmp_path))
+
+    sft = _recipe("sft")
+    for assistant_only in (True, False):
+        namespace = {**base, "assistant_only": assistant_only}
+        in_notebook = _notebook_args("05_instruction_tuning.ipynb", namespace, marker="def tune(")
+        assert _comparable(in_notebook) == _comparable(sft.make_args(profile, tmp_path, assistant_only))
+
+    from trl import DPOConfig
+
+    dpo = _recipe("dpo")
+    in_notebook = _notebook_args("06_rlhf.ipynb", {**base, "DPOConfig": DPOConfig, "work": tmp_path},
+                                 marker="dpo_args = trainer_args(")
+    assert _comparable(in_notebook) == _comparable(dpo.make_args(profile, tmp_path))
 
 
 def test_the_argument_check_notices_a_change(tmp_path):
