@@ -466,8 +466,10 @@ class _Attempt:
 def _kernel_client(nb, km, timeout: int, workdir: Path, errors: dict[int, str]):
     from nbclient import NotebookClient
 
+    cells = len(nb.cells)  # errors of the notebook's own cells, not of the extra ones (_run_cell)
+
     def on_error(cell, cell_index, execute_reply):
-        if cell_index >= 0:
+        if 0 <= cell_index < cells:
             content = execute_reply.get("content", {})
             errors[cell_index] = _error_text(content.get("ename", "Error"), content.get("evalue", ""))
 
@@ -478,11 +480,19 @@ def _kernel_client(nb, km, timeout: int, workdir: Path, errors: dict[int, str]):
         resources={"metadata": {"path": str(workdir)}}, on_cell_error=on_error)
 
 
-def _run_cell(client, source: str, index: int, timeout: int | None = None):
-    """Execute a cell that is not in the notebook (a probe, an answer capture); returns it."""
+def _run_cell(client, source: str, index: int | None = None, timeout: int | None = None):
+    """Execute `source` as cell `index` of the client's notebook (nbclient writes the executed
+    cell back into that position), or, with `index` None, as an extra cell appended for the
+    moment and removed afterwards (a probe, an answer capture), whose errors no hook records.
+    Returns the executed cell."""
     from nbformat.v4 import new_code_cell
 
     cell = new_code_cell(source)
+    cells = client.nb["cells"]
+    extra = index is None
+    if extra:
+        cells.append(cell)
+        index = len(cells) - 1
     saved = client.timeout
     if timeout is not None:
         client.timeout = timeout
@@ -490,6 +500,8 @@ def _run_cell(client, source: str, index: int, timeout: int | None = None):
         client.execute_cell(cell, index)
     finally:
         client.timeout = saved
+        if extra:
+            del cells[index]
     return cell
 
 
@@ -543,7 +555,7 @@ def _run_submission(nb, *, captures: dict[int, tuple[int, list[str]]], timeout: 
                     break
                 attempt.durations[index] = time.perf_counter() - started
                 if attempt.errors.get(index, "").startswith("Timeout"):
-                    probe = _run_cell(client, "pass", -1, timeout=GRACE_SECONDS)
+                    probe = _run_cell(client, "pass", None, timeout=GRACE_SECONDS)
                     timed_out = any(o.get("ename") == "Timeout" for o in probe.outputs)
                     if timed_out or not probe.get("execution_count"):
                         attempt.stopped = (f"cell {index} ran past {timeout} s and ignored the interrupt: "
@@ -554,7 +566,7 @@ def _run_submission(nb, *, captures: dict[int, tuple[int, list[str]]], timeout: 
                     number, names = captures[index]
                     source = ("from labkit.answers import emit as __labkit_emit\n"
                               f"__labkit_emit({number}, {names!r}, globals())\ndel __labkit_emit")
-                    capture = _run_cell(client, source, -2, timeout=max(60, min(timeout, 300)))
+                    capture = _run_cell(client, source, None, timeout=max(60, min(timeout, 300)))
                     record = answers.parse(_stream_text(capture))
                     if record is None or record.get("exercise") != number:
                         errs = [o for o in capture.outputs if o.get("output_type") == "error"]
@@ -646,12 +658,11 @@ class _Checker:
                     out[ex.number] = (True, text or "passed")
             if index in last_solution and last_solution[index].number in given:
                 number = last_solution[index].number
-                self.errors.pop(-2, None)
                 names = self.names[number]
                 loaded = _run_cell(self.client, f"for __n in {names!r}:\n    globals().pop(__n, None)\n"
                                                 "from labkit.answers import load as __labkit_load\n"
                                                 f"globals().update(__labkit_load({json.dumps(given[number])!r}))\n"
-                                                "del __labkit_load", -2)
+                                                "del __labkit_load")
                 errs = [o for o in loaded.outputs if o.get("output_type") == "error"]
                 if errs:
                     out[number] = (False, f"its answer values could not be loaded: "

@@ -333,3 +333,30 @@ def test_real_notebook_student_instructor_and_wrong_editions(source, tmp_path):
             assert not any(m.startswith("not run") for _, m in rows.values()), rows
     run = next(r for r in runs if r.student == "instructor-edition" and r.notebook == source.name)
     assert not run.other_errors and run.checks_from == "reference (separate kernel)", run.other_errors
+
+
+def test_a_code_answer_is_checked_and_the_executed_notebook_is_the_submission(tmp_path):
+    """An answer that is code (a function) is checked by the reference's check cells in the
+    submission's kernel: a wrong function fails there. The grader's own cells (answer capture,
+    probes) never replace a cell of the executed notebook (they once overwrote the last but one,
+    here the check of the code answer, which then "passed" without running)."""
+    nb = exercise_notebook()
+    del nb.cells[8:11]  # exercise 3 gone: the code answer's check is the last cell but one
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    nbformat.write(nb, str(reference / "tiny.ipynb"))
+    wrong = copy.deepcopy(nb)
+    wrong.cells[6].source = wrong.cells[6].source.replace("3 * v", "3 * v + 1")
+    subs = tmp_path / "subs"
+    for student, submitted in (("honest", nb), ("wrong", wrong)):
+        (subs / student).mkdir(parents=True)
+        nbformat.write(submitted, str(subs / student / "tiny.ipynb"))
+    out = tmp_path / "out"
+    honest, bad = grading.grade(subs, out, root=ROOT, reference=reference, timeout=60, log=lambda *a: None)
+    assert [(o.passed, o.message) for o in honest.outcomes] == [
+        (True, "✓ double"), (True, "✓ triple (code answer: checked in the submission's kernel)")]
+    assert [o.passed for o in bad.outcomes] == [True, False]
+    assert bad.outcomes[1].message == "✗ triple: got 16, expected 15."
+    executed = nbformat.read(str(out / "executed" / grading._key("honest") / "tiny.ipynb"), as_version=4)
+    assert [c.source for c in executed.cells] == [c.source for c in nb.cells]
+    assert executed.cells[-1].outputs[0]["text"] == "the end\n"
