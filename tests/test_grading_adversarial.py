@@ -252,3 +252,21 @@ def test_without_a_sandbox_verdicts_still_come_from_the_reference(tmp_path):
     import psutil
     time.sleep(0.5)
     assert not [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", "987653"]]
+
+
+def test_sandbox_modes(tmp_path, monkeypatch, capsys):
+    """`bwrap` where it cannot work stops grading before any run (exit 2, saying why); `auto`
+    falls back to `none` and says so in the log."""
+    from labkit.__main__ import main
+
+    (tmp_path / "subs").mkdir()
+    nbformat.write(exercise_notebook(), str(tmp_path / "subs" / "tiny.ipynb"))
+    monkeypatch.setattr(sandbox, "bwrap_problem", lambda: "bubblewrap is not installed (test)")
+    assert sandbox.choose("auto") == "none" and sandbox.choose("none") == "none"
+    with pytest.raises(sandbox.SandboxUnavailable, match="not installed"):
+        sandbox.choose("bwrap")
+    monkeypatch.setenv("LABKIT_GRADE_SANDBOX", "bwrap")
+    args = ["grade", str(tmp_path / "subs"), "--out", str(tmp_path / "out"), "--lab-root", str(ROOT)]
+    assert main(args) == 2
+    assert "--sandbox bwrap: bubblewrap is not installed (test)" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "summary.csv").exists()
