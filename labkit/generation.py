@@ -75,6 +75,21 @@ def stop_token_ids(tokenizer) -> list[int]:
     return ids
 
 
+def check_texts(texts: list[str], what: str = "prompt") -> None:
+    """Raise ValueError, naming the item and the position, for a text the tokenizer cannot encode:
+    a lone surrogate (e.g. half of an emoji cut by a byte-level slice, '\\ud83d') or a non-string.
+    The tokenizer itself fails with an unhelpful TypeError on those."""
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise ValueError(f"{what} {i} is a {type(text).__name__}, not a string")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as err:
+            raise ValueError(f"{what} {i} has a lone surrogate {text[err.start]!r} at character {err.start} "
+                             f"(…{text[max(0, err.start - 20):err.start]!r}): not valid Unicode text; "
+                             "fix the string (e.g. .encode('utf-8', 'replace').decode())") from None
+
+
 def _renders_bos(tokenizer, prompts: list[str]) -> bool:
     """True when the prompts already start with the tokenizer's BOS text (a chat template that
     writes it): tokenizing them with special tokens would add a second BOS."""
@@ -105,6 +120,7 @@ def _generate_padded(model, tokenizer, prompts: list[str], max_new_tokens: int, 
                      top_k: int | None = None) -> list[list[int]]:
     """The one generation core: `model.generate` on left-padded batches of `prompts`; per prompt,
     the new token ids (up to `max_new_tokens`, padding after a stop token included)."""
+    check_texts(prompts)
     special = not _renders_bos(tokenizer, prompts)
     sampling = dict(do_sample=True, temperature=temperature, top_k=top_k) if do_sample else \
         dict(do_sample=False, temperature=None, top_k=None)
@@ -133,6 +149,7 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 16, bat
     """
     stop_ids = stop_token_ids(tokenizer)
     if has_virtual_tokens(model):
+        check_texts(prompts)
         if do_sample:
             raise NotImplementedError("sampling from a prompt-tuned or prefix-tuned model: "
                                       "use greedy decoding")

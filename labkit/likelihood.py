@@ -18,7 +18,7 @@ import re
 
 import torch
 
-from .generation import padding_side
+from .generation import check_texts, padding_side
 
 
 def text_logits(model, batch) -> torch.Tensor:
@@ -71,6 +71,7 @@ def token_nll(model, tokenizer, texts: list[str], terms: list[str] | None = None
     if terms is not None and not getattr(tokenizer, "is_fast", False):
         raise ValueError("text_nll(terms=...) needs a fast tokenizer (offset mapping); "
                          "load it with use_fast=True")
+    check_texts(texts, "text")
     out: list[tuple[float, int]] = []
     with padding_side(tokenizer, "right"):
         for i in range(0, len(texts), batch_size):

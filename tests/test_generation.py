@@ -218,3 +218,15 @@ def test_padding_side_is_restored_even_on_error(embedded):
         with generation.padding_side(tokenizer, "left" if before == "right" else "right"):
             raise RuntimeError("boom")
     assert tokenizer.padding_side == before
+
+
+def test_a_lone_surrogate_is_a_clear_error_naming_the_item(embedded):
+    """The tokenizer raises an unhelpful TypeError on a lone surrogate; the lab names item and position."""
+    from labkit.likelihood import perplexity
+
+    model, tokenizer = embedded
+    bad = "Smile \ud83d please"
+    with pytest.raises(ValueError, match=r"prompt 1 has a lone surrogate '\\ud83d' at character 6"):
+        generate(model, tokenizer, ["fine", bad], max_new_tokens=2)
+    with pytest.raises(ValueError, match="text 0 has a lone surrogate"):
+        perplexity(model, tokenizer, [bad])
