@@ -114,6 +114,21 @@ def record_run(m: Measurement, model: torch.nn.Module, trainer=None, *, method: 
                     artifact_mb=artifact_mb, metrics=metrics, train_tokens=train_tokens)
 
 
+def report_ranks(trainer) -> None:
+    """Print one line per process of a multi-process run (`accelerate launch`, recipes/): its rank,
+    distributed type, steps, effective batch (per-device batch x processes x accumulation) and a
+    checksum of its trainable weights — the same on every rank under DDP, which averages the
+    gradients so every copy takes the same step; under FSDP each rank sums only its shard."""
+    acc, args = trainer.accelerator, trainer.args
+    effective = args.per_device_train_batch_size * acc.num_processes * args.gradient_accumulation_steps
+    local = [getattr(p, "to_local", lambda: p)() for p in trainer.model.parameters() if p.requires_grad]
+    checksum = sum(t.detach().double().abs().sum().item() for t in local)  # this process's copy (or shard)
+    print(f"rank {acc.process_index} of {acc.num_processes} ({acc.distributed_type.value}): "
+          f"{trainer.state.global_step} steps x {args.per_device_train_batch_size} rows x "
+          f"{args.gradient_accumulation_steps} accumulation; effective batch {effective}; "
+          f"trainable-weight checksum {checksum:.9e}", flush=True)
+
+
 def release_freed_memory() -> None:
     """Collect garbage and hand freed heap pages back to the OS (glibc `malloc_trim`), so the
     RSS baseline of the next measured block is not inflated by an earlier run's leftovers —

@@ -83,6 +83,31 @@ def trainer_args(profile: Profile, output_dir: str | Path, config=None, *, check
     return config(**args)
 
 
+# ---- the command line of the scripts in recipes/ ----------------------------------------------
+RECIPE_OVERRIDES = ("per_device_train_batch_size", "gradient_accumulation_steps", "max_steps")
+
+
+def recipe_parser(doc: str, budget: str = "train_steps"):
+    """The command line every script in `recipes/` shares: `--output_dir`, `--profile`, and the
+    three arguments that set the effective batch and the step budget (default: the profile's
+    `batch_size`, no accumulation, and `profile.<budget>`). `doc` is the script's docstring."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output_dir", required=True)
+    parser.add_argument("--profile", default=None, help="smoke, cpu or gpu (default: $LABKIT_PROFILE)")
+    parser.add_argument("--per_device_train_batch_size", type=int, default=None,
+                        help="default: the profile's batch_size")
+    parser.add_argument("--gradient_accumulation_steps", type=int, default=None)
+    parser.add_argument("--max_steps", type=int, default=None, help=f"default: the profile's {budget}")
+    return parser
+
+
+def recipe_overrides(script_args) -> dict:
+    """The `recipe_parser` arguments given on the command line, as `trainer_args` overrides."""
+    return {k: v for k, v in vars(script_args).items() if k in RECIPE_OVERRIDES and v is not None}
+
+
 # ---- resuming an interrupted run ----------------------------------------------------------
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 TRAINER_STATE = "trainer_state.json"  # the Trainer writes it last: its presence marks a complete checkpoint

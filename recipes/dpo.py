@@ -16,16 +16,15 @@ The profile ($LABKIT_PROFILE or --profile) supplies the numbers, `labkit.trainin
 lab's device rule, logging and seed, exactly as in notebooks/06_rlhf.ipynb's DPO cell; the trainer
 call is TRL's own. Every process keeps the frozen reference model (a copy of the policy) too.
 """
-import argparse
-
 from datasets import Dataset
 from trl import DPOConfig, DPOTrainer
 
 from labkit.data import load_rows
+from labkit.measure import report_ranks
 from labkit.model import load_sft_policy
 from labkit.profiles import get_profile
 from labkit.runtime import seed_everything
-from labkit.training import trainer_args
+from labkit.training import recipe_overrides, recipe_parser, trainer_args
 
 
 def make_args(profile, output_dir, **overrides) -> DPOConfig:
@@ -37,8 +36,7 @@ def make_args(profile, output_dir, **overrides) -> DPOConfig:
 
 def main(script_args):
     profile = get_profile(script_args.profile)
-    overrides = {k: v for k, v in vars(script_args).items() if k in ("gradient_accumulation_steps",
-                 "per_device_train_batch_size", "max_steps") and v is not None}
+    overrides = recipe_overrides(script_args)
     args = make_args(profile, script_args.output_dir, **overrides)
     seed_everything(profile.seed)
 
@@ -53,29 +51,8 @@ def main(script_args):
     trainer.train()
     trainer.save_model(args.output_dir)  # the tuned policy, from the main process
     trainer.save_state()                 # trainer_state.json: the loss curve
-    report(trainer)
-
-
-def report(trainer) -> None:
-    """One line per process: what it trained, and a checksum of its trainable weights (the same on
-    every rank after each step: DDP averages the gradients, so every copy takes the same step)."""
-    acc, args = trainer.accelerator, trainer.args
-    effective = args.per_device_train_batch_size * acc.num_processes * args.gradient_accumulation_steps
-    local = [getattr(p, "to_local", lambda: p)() for p in trainer.model.parameters() if p.requires_grad]
-    checksum = sum(t.detach().double().abs().sum().item() for t in local)  # this process's copy (or shard)
-    print(f"rank {acc.process_index} of {acc.num_processes} ({acc.distributed_type.value}): "
-          f"{trainer.state.global_step} steps x {args.per_device_train_batch_size} rows x "
-          f"{args.gradient_accumulation_steps} accumulation; effective batch {effective}; "
-          f"trainable-weight checksum {checksum:.9e}", flush=True)
+    report_ranks(trainer)
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--output_dir", required=True)
-    parser.add_argument("--profile", default=None, help="smoke, cpu or gpu (default: $LABKIT_PROFILE)")
-    parser.add_argument("--per_device_train_batch_size", type=int, default=None,
-                        help="default: the profile's rm_batch_size")
-    parser.add_argument("--gradient_accumulation_steps", type=int, default=None)
-    parser.add_argument("--max_steps", type=int, default=None, help="default: the profile's dpo_steps")
-    main(parser.parse_args())
+    main(recipe_parser(__doc__, budget="dpo_steps").parse_args())

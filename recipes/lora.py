@@ -16,17 +16,16 @@ lab's device rule, logging and seed, exactly as in notebooks/03_lora.ipynb's `tr
 trainer call is TRL's own. Each process takes `per_device_train_batch_size` rows per step, so one
 optimizer step sees per-device batch x processes x accumulation rows (the effective batch).
 """
-import argparse
-
 from datasets import Dataset
 from peft import LoraConfig, get_peft_model
 from trl import SFTConfig, SFTTrainer
 
 from labkit.data import load_rows
+from labkit.measure import report_ranks
 from labkit.model import load_model
 from labkit.profiles import get_profile
 from labkit.runtime import seed_everything
-from labkit.training import trainer_args
+from labkit.training import recipe_overrides, recipe_parser, trainer_args
 
 DOMAIN = "legal"  # any LabWorld domain with a *_task folder
 
@@ -45,8 +44,7 @@ def lora_config(r: int, target_modules) -> LoraConfig:
 
 def main(script_args):
     profile = get_profile(script_args.profile)
-    overrides = {k: v for k, v in vars(script_args).items() if k in ("gradient_accumulation_steps",
-                 "per_device_train_batch_size", "max_steps") and v is not None}
+    overrides = recipe_overrides(script_args)
     args = make_args(profile, script_args.output_dir, **overrides)
     seed_everything(profile.seed)  # the same LoRA A matrices in every process and every run
 
@@ -59,29 +57,8 @@ def main(script_args):
     trainer.train()
     trainer.save_model(args.output_dir)  # the adapter (adapter_model.safetensors), from the main process
     trainer.save_state()                 # trainer_state.json: the loss curve
-    report(trainer)
-
-
-def report(trainer) -> None:
-    """One line per process: what it trained, and a checksum of its trainable weights (the same on
-    every rank after each step: DDP averages the gradients, so every copy takes the same step)."""
-    acc, args = trainer.accelerator, trainer.args
-    effective = args.per_device_train_batch_size * acc.num_processes * args.gradient_accumulation_steps
-    local = [getattr(p, "to_local", lambda: p)() for p in trainer.model.parameters() if p.requires_grad]
-    checksum = sum(t.detach().double().abs().sum().item() for t in local)  # this process's copy (or shard)
-    print(f"rank {acc.process_index} of {acc.num_processes} ({acc.distributed_type.value}): "
-          f"{trainer.state.global_step} steps x {args.per_device_train_batch_size} rows x "
-          f"{args.gradient_accumulation_steps} accumulation; effective batch {effective}; "
-          f"trainable-weight checksum {checksum:.9e}", flush=True)
+    report_ranks(trainer)
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--output_dir", required=True)
-    parser.add_argument("--profile", default=None, help="smoke, cpu or gpu (default: $LABKIT_PROFILE)")
-    parser.add_argument("--per_device_train_batch_size", type=int, default=None,
-                        help="default: the profile's batch_size")
-    parser.add_argument("--gradient_accumulation_steps", type=int, default=None)
-    parser.add_argument("--max_steps", type=int, default=None, help="default: the profile's train_steps")
-    main(parser.parse_args())
+    main(recipe_parser(__doc__, budget="train_steps").parse_args())
