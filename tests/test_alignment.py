@@ -83,13 +83,19 @@ def test_token_kl_is_kl_of_policy_from_reference_at_the_positions_that_predict_t
     assert reversed_kl != pytest.approx(expected, rel=1e-2) and one_late != pytest.approx(expected, rel=1e-2)
 
 
+def _nudged_copy(model):
+    """A copy of `model` whose last MLP is moved by noise (scale 0.05): a second policy to compare with."""
+    other = copy.deepcopy(model)
+    for p in other.model.layers[-1].mlp.parameters():
+        p.add_(torch.randn_like(p) * 0.05)
+    return other
+
+
 @torch.no_grad()
 def test_token_kl_is_zero_for_one_model_and_ignores_left_padding(embedded):
     torch.manual_seed(0)
     policy, tokenizer = embedded
-    reference = copy.deepcopy(policy)
-    for p in reference.model.layers[-1].mlp.parameters():
-        p.add_(torch.randn_like(p) * 0.05)
+    reference = _nudged_copy(policy)
     a = tokenizer("Once upon a time, the fox", return_tensors="pt")["input_ids"]
     b = tokenizer("The owl", return_tensors="pt")["input_ids"]
     reply = tokenizer(" went home.", return_tensors="pt")["input_ids"]
@@ -112,9 +118,7 @@ def test_token_kl_is_zero_for_one_model_and_ignores_left_padding(embedded):
 def test_sample_with_kl_is_zero_against_itself_and_positive_against_another_model(embedded):
     torch.manual_seed(0)
     policy, tokenizer = embedded
-    other = copy.deepcopy(policy)
-    for p in other.model.layers[-1].mlp.parameters():
-        p.add_(torch.randn_like(p) * 0.05)
+    other = _nudged_copy(policy)
     prompts = ["What is the capital of Zorvia?", "Name a fruit.", "Add 2 and 3."]
     replies, kl_self = sample_with_kl(policy, policy, tokenizer, prompts, max_new_tokens=6)
     assert len(replies) == len(kl_self) == 3 and all(isinstance(r, str) for r in replies)
