@@ -5,6 +5,8 @@ the accuracy; comparative claims pass the per-item scores to `labkit.stats` for 
 
 - `completion_scores`: exact match of a completion's first line (every prompt/completion task:
   domains, tone, adapters, distillation); `exact_match_scores` is the comparison itself.
+- `chrf_scores`: character n-gram F-score (chrF, sacrebleu) per output, for free-form text such
+  as a translation, where exact match gives no credit to an answer that is nearly right (chapter 9).
 - `instruction_scores`: a chat reply that contains the answer as a whole word.
 - `addition_scores`, `icl_scores`: chapter 0's abilities (chain of thought, in-context learning).
 - `tone_scores`: chapter 2's replies in a style that answer the message.
@@ -47,6 +49,19 @@ def _fold(text: str) -> str:
     folded = unicodedata.normalize("NFKC", text).casefold()
     undotted = unicodedata.normalize("NFD", folded).replace("\u0307", "")  # İ folds to i + a combining dot
     return unicodedata.normalize("NFC", undotted)
+
+
+def chrf_scores(outputs: list[str], answers: list[str]) -> list[float]:
+    """Sentence-level chrF (Popovic 2015) of each output against its one reference, on sacrebleu's
+    0-100 scale (`sacrebleu.sentence_chrf`: character 6-grams, beta = 2, whitespace ignored),
+    in item order; their mean is the per-item average, not sacrebleu's corpus-level chrF (which
+    pools n-gram counts). 100 = identical text (surrounding whitespace stripped), 0 = no
+    character n-gram in common. Raises ValueError when the lists differ in length."""
+    from sacrebleu.metrics import CHRF
+
+    _same_length("chrf_scores", outputs, answers)
+    chrf = CHRF()
+    return [float(chrf.sentence_score(o.strip(), [a.strip()]).score) for o, a in zip(outputs, answers)]
 
 
 def contains_answer(output: str, answer: str) -> bool:

@@ -107,3 +107,19 @@ def test_exact_match_refuses_lists_that_do_not_pair():
 ])
 def test_contains_answer_folds_case_as_unicode_does(output, answer, expected):
     assert contains_answer(output, answer) is expected
+
+
+def test_chrf_scores_give_partial_credit_per_item_and_match_sacrebleu():
+    import sacrebleu
+
+    refs = ["zomiva pete sukami vabuxe zomi", "miru kaka kayo vavate lotepe"]
+    outs = [" zomiva pete sukami vabuxe zomi\n", "miru kaka kayo vavate lotepa"]
+    scores = scoring.chrf_scores(outs, refs)
+    assert scores[0] == 100.0                            # surrounding whitespace is not an error
+    assert 50.0 < scores[1] < 100.0  # one wrong letter: partial credit, not 0 as under exact match
+    assert scores[1] == sacrebleu.sentence_chrf(outs[1], [refs[1]]).score  # sacrebleu's own number, 0-100
+    assert scoring.chrf_scores(["qqq xxx"], ["miru kaka"]) == [0.0]       # nothing in common
+    # per item, in item order: swapping the outputs swaps the scores (not one corpus number repeated)
+    assert scoring.chrf_scores(outs[::-1], refs) != scores
+    with pytest.raises(ValueError, match="2 outputs for 1 answers"):
+        scoring.chrf_scores(outs, refs[:1])
