@@ -1,8 +1,12 @@
 """Forgetting at matched task accuracy (chapter 4: full fine-tuning against LoRA).
 
-Each method is a set of runs, each a point (task accuracy, perplexity rise on general text); a
-method's frontier joins the points no other run of it beats on both. Comparing two methods'
-frontiers at one task accuracy follows Biderman et al. 2024, "LoRA Learns Less and Forgets Less".
+Each method is a set of points (task accuracy, perplexity rise on general text): the same run
+scored at several step counts (a learning-forgetting curve built from training duration, as
+Biderman et al. 2024 do), or several runs. A method's frontier joins the points no other point
+of it beats on both. Comparing two methods' frontiers at one task accuracy follows Biderman et
+al. 2024, "LoRA Learns Less and Forgets Less"; `interpolation_gap` says how far apart the
+measured points are that a frontier reads between, so a comparison can refuse to read a value
+across a wide gap.
 """
 from __future__ import annotations
 
@@ -18,9 +22,15 @@ def frontier_at(x: Sequence[float], y: Sequence[float], level: float) -> float:
     are better (e.g. x = task accuracy, y = forgetting): the points no other point beats on
     both, joined by straight lines, flat beyond the end points. So "the least y seen at
     x = level", interpolated between runs."""
+    keep_x, keep_y = _frontier(x, y, "frontier_at")
+    return float(np.interp(level, keep_x, keep_y))
+
+
+def _frontier(x, y, name: str) -> tuple[np.ndarray, np.ndarray]:
+    # The frontier's points, in increasing x.
     xs, ys = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     if xs.shape != ys.shape or xs.ndim != 1 or xs.size == 0:
-        raise ValueError("frontier_at: x and y must be non-empty lists of equal length, "
+        raise ValueError(f"{name}: x and y must be non-empty lists of equal length, "
                          f"got {xs.shape}, {ys.shape}")
     keep_x, keep_y, best = [], [], np.inf
     for i in np.lexsort((ys, -xs)):  # highest x first; for equal x, lowest y first
@@ -28,7 +38,23 @@ def frontier_at(x: Sequence[float], y: Sequence[float], level: float) -> float:
             keep_x.append(xs[i])
             keep_y.append(ys[i])
             best = ys[i]
-    return float(np.interp(level, keep_x[::-1], keep_y[::-1]))
+    return np.array(keep_x[::-1]), np.array(keep_y[::-1])
+
+
+def interpolation_gap(x: Sequence[float], y: Sequence[float], level: float) -> float:
+    """How far apart, in x, the two frontier points are that `frontier_at(x, y, level)` reads
+    between: 0.0 when a frontier point sits at x = `level`, the distance between the points on
+    either side of it otherwise, and `inf` when `level` lies beyond the highest or lowest x on
+    the frontier (where `frontier_at` extends the end point flat: nothing was measured there).
+    A value read across a gap of 0.3 in accuracy is a straight line drawn between two runs, not
+    a measurement. Same inputs and errors as `frontier_at`."""
+    fx, _ = _frontier(x, y, "interpolation_gap")
+    if np.any(np.isclose(fx, level, rtol=0.0, atol=1e-12)):
+        return 0.0
+    if level < fx[0] or level > fx[-1]:
+        return float("inf")
+    above = int(np.searchsorted(fx, level))  # fx[above - 1] < level < fx[above]
+    return float(fx[above] - fx[above - 1])
 
 
 def forgetting_at_matched_accuracy(correct_a, nll_a, correct_b, nll_b, base_nll, tokens, level: float,

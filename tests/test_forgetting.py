@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from labkit.forgetting import forgetting_at_matched_accuracy, frontier_at
+from labkit.forgetting import forgetting_at_matched_accuracy, frontier_at, interpolation_gap
 from labkit.stats import perplexity_difference
 
 
@@ -32,6 +32,19 @@ def test_frontier_keeps_the_best_points_and_interpolates_between_them():
     assert frontier_at(x, y, 1.0) == pytest.approx(2.0)   # the better of the two runs at 1.0
     assert frontier_at(x, y, 0.4) == pytest.approx(0.5)   # halfway from (0.2, 0) to (0.6, 1)
     assert frontier_at(x, y, 0.1) == 0.0 and frontier_at(x, y, 1.5) == 2.0  # flat beyond the ends
+
+
+def test_interpolation_gap_is_the_distance_between_the_frontier_points_read():
+    # A training curve: (0.5, 3.0) is beaten by (0.6, 1.0), so at 0.55 the frontier reads between
+    # 0.2 and 0.6 (gap 0.4), not between 0.5 and 0.6 (0.1, the broken variant that ignores the frontier).
+    x, y = [0.0, 0.2, 0.5, 0.6, 0.9, 1.0], [0.0, 0.5, 3.0, 1.0, 1.5, 2.0]
+    assert interpolation_gap(x, y, 0.55) == pytest.approx(0.4)
+    assert interpolation_gap(x, y, 0.95) == pytest.approx(0.1)
+    assert interpolation_gap(x, y, 0.9) == 0.0                        # a point measured right there
+    assert interpolation_gap(x, y, 1.2) == float("inf")               # beyond the best accuracy reached
+    assert interpolation_gap([0.3, 0.8], [1.0, 2.0], 0.1) == float("inf")  # below the lowest one
+    with pytest.raises(ValueError, match="equal length"):
+        interpolation_gap([0.1, 0.2], [1.0], 0.1)
 
 
 def test_forgetting_at_matched_accuracy_finds_the_method_that_forgets_more():
