@@ -1,4 +1,4 @@
-"""Command line: `python -m labkit doctor | data | pretrain | evaluate | models | student | grade`.
+"""Command line: `python -m labkit doctor | data | pretrain | evaluate | models | student | grade | bench`.
 
   python -m labkit doctor                check this environment: versions, device, memory, disk, profile, \
 model
@@ -11,6 +11,9 @@ model
   python -m labkit grade SUBMISSIONS --profile smoke --out REPORT_DIR
                                          run submitted notebooks, report every exercise
   python -m labkit models add smollm2-135m-instruct   build a real open model offline (chapter 10)
+  python -m labkit bench [--steps N --batch-size B --seq-len T]
+                                         time every training method against a bare PyTorch loop and
+                                         the matmul peak -> results/<profile>/bench.json
 """
 from __future__ import annotations
 
@@ -66,12 +69,21 @@ def main(argv: list[str] | None = None) -> int:
     add.add_argument("name", help="e.g. smollm2-135m-instruct")
     add.add_argument("--out", type=Path, default=None, help="output folder (default data/models/NAME)")
     add.add_argument("--force", action="store_true", help="rebuild even if the folder exists")
+    bench = sub.add_parser("bench", help="time every training method against a bare loop and the matmul peak")
+    from .bench import add_arguments as bench_arguments
+
+    bench_arguments(bench)
     args = parser.parse_args(argv)
 
     if args.command == "doctor":
         from .doctor import main as doctor
 
         return doctor()
+
+    if args.command == "bench":
+        from .bench import run_cli
+
+        return run_cli(args)
 
     if args.command in ("student", "grade"):
         return _grading_command(args)

@@ -88,6 +88,11 @@ class Profile:
     real_max_new_tokens: int = 96              # longest reply (step-by-step answers; direct ones get 24)
     real_lora_lr: float = 2e-3
     real_chapter_minutes: float = 10.0         # the chapter's time budget (a measured claim)
+    # python -m labkit bench (labkit/bench.py): every method, the same steps, batch and sequence length
+    bench_steps: int = 12                      # optimiser steps per method
+    bench_warmup_steps: int = 2                # left out of the timing
+    bench_batch_size: int = 8
+    bench_seq_len: int = 128
 
 
 # Presets hold only what differs from the defaults above.
@@ -104,14 +109,16 @@ PROFILES: dict[str, Profile] = {
                      sweep_steps=2, curve_points=2, curve_examples=8, sft_steps=4, family_counts=(2,),
                      reply_max_new_tokens=8,
                      real_eval_examples=4, real_train_steps=2, real_batch_size=2,
-                     real_max_new_tokens=8, real_chapter_minutes=3.0),
+                     real_max_new_tokens=8, real_chapter_minutes=3.0,
+                     bench_steps=3, bench_warmup_steps=1, bench_batch_size=2, bench_seq_len=32),
     "cpu": Profile("cpu"),
     "gpu": Profile("gpu", train_steps=1000, batch_size=32, eval_examples=1000,
                    virtual_token_sweep=(1, 4, 16, 64), lora_ranks=(1, 4, 16, 64), lora_steps=1000,
                    dapt_steps=2000, dapt_label_sizes=(32, 128, 512, 2000), dapt_ft_steps=300,
                    distill_steps=1000, sweep_steps=300, curve_points=8, curve_examples=500, sft_steps=1000,
                    real_eval_examples=200, real_train_steps=300, real_batch_size=16,
-                   real_max_new_tokens=128, real_lora_lr=5e-4),
+                   real_max_new_tokens=128, real_lora_lr=5e-4,
+                   bench_steps=30, bench_warmup_steps=5, bench_batch_size=32, bench_seq_len=256),
 }
 
 

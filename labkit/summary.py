@@ -191,9 +191,18 @@ def is_summary(doc: dict) -> bool:
     return doc.get("chapter") == SUMMARY_CHAPTER or "inputs" in doc
 
 
+def is_bench(doc_or_stem) -> bool:
+    """`python -m labkit bench`'s file (results/<profile>/bench.json, bench-<model>.json): in the
+    results contract, but not a chapter of the book."""
+    stem = doc_or_stem.get("chapter", "") if isinstance(doc_or_stem, dict) else str(doc_or_stem)
+    return stem == "bench" or stem.startswith("bench-")
+
+
 def book_results(profile, results_dir: str | Path | None = None) -> dict[str, dict]:
-    """Every chapter's results of `profile`, by chapter stem, without the summary's own file."""
-    return {stem: doc for stem, doc in load_results(profile, results_dir).items() if not is_summary(doc)}
+    """Every chapter's results of `profile`, by chapter stem, without the summary's own file and
+    the bench's."""
+    return {stem: doc for stem, doc in load_results(profile, results_dir).items()
+            if not is_summary(doc) and not is_bench(doc)}
 
 
 def input_digests(profile: str, results_dir: str | Path | None = None) -> dict[str, str]:
@@ -202,7 +211,7 @@ def input_digests(profile: str, results_dir: str | Path | None = None) -> dict[s
     return {
         p.name: hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(folder.glob("*.json"))
-        if p.stem != SUMMARY_CHAPTER
+        if p.stem != SUMMARY_CHAPTER and not is_bench(p.stem)
     }
 
 
