@@ -164,11 +164,14 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 16, bat
 
 @torch.no_grad()
 def chat_replies(model, tokenizer, chats: list[str | list[dict]], max_new_tokens: int = 24,
-                 batch_size: int = 32) -> list[tuple[str, bool]]:
+                 batch_size: int = 32, stop_ids: list[int] | None = None) -> list[tuple[str, bool]]:
     """Greedy replies to chats (each a user turn, or a list of messages: `chat_prompt`), each as
-    (text, ended): `ended` is True when the model emitted a stop token (`stop_token_ids`: end of
-    turn or EOS) within `max_new_tokens`, i.e. it stopped by itself. Introduced in chapter 5."""
-    stop_ids = stop_token_ids(tokenizer)
+    (text, ended): `ended` is True when the model emitted a stop token within `max_new_tokens`,
+    i.e. it stopped by itself. `stop_ids` are the tokens that end a reply (default
+    `stop_token_ids`: end of turn or EOS); pass `[end_of_turn_id(tokenizer)]` to count only a
+    closed turn (chapter 5: a base model emits EOS at the end of a document, not a turn).
+    Introduced in chapter 5."""
+    stop_ids = stop_token_ids(tokenizer) if stop_ids is None else list(stop_ids)
     rows = _generate_padded(model, tokenizer, [chat_prompt(tokenizer, c) for c in chats],
                             max_new_tokens, batch_size, stop_ids)
     out = []

@@ -273,11 +273,14 @@ def test_ch5_held_out_gain_per_family():
 
     seen, held = ["capital"], ["first_word", "larger_number"]
     test_seen = [{"family": "capital"}] * 2
-    test_held = [{"family": "first_word"}] * 2 + [{"family": "larger_number"}] * 2
-    before = {"seen": {"correct": [1.0, 0.0]}, "held": {"correct": [0.0, 0.0, 1.0, 0.0]}}
-    after = {"seen": {"correct": [1.0, 1.0]}, "held": {"correct": [1.0, 1.0, 1.0, 0.0]}}
+    test_held_all = [{"family": "first_word"}] * 2 + [{"family": "larger_number"}] * 2
+    before = {"seen": {"correct": [1.0, 0.0]}, "held out": {"correct": [0.0, 0.0, 1.0, 0.0]},
+              "new template": {"correct": [0.0, 0.0]}}
+    after = {"seen": {"correct": [1.0, 1.0]}, "held out": {"correct": [1.0, 1.0, 1.0, 0.0]},
+             "new template": {"correct": [1.0, 0.0]}}
     ns = dict(CHECKS, np=np, pd=pd, seen_families=seen, held_out_families=held, test_seen=test_seen,
-              test_held=test_held, before=before, after=after)
+              test_held_all=test_held_all, test_template=test_seen, before=before, after=after,
+              CONTROL_FAMILY="larger_number", probe={"capital": [1.0], "first_word": [1.0], "larger_number": [0.0]})
     nb = json.loads((NOTEBOOKS / "05_instruction_tuning.ipynb").read_text())
     table_cell = next("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"
                       and "family_table = " in "".join(c["source"]))
@@ -385,14 +388,15 @@ def test_ch8_soften(embedded):
 def test_ch9_adapter_parameters(make_tiny_llama):
     base, m = make_tiny_llama(num_hidden_layers=2), 4
     adapters.add_adapter(base, "task", adapters.BottleneckConfig(bottleneck_size=m, activation="relu",
-                                                                 targets=("mlp",)))  # as the chapter does
+                                                                 targets=("self_attn", "mlp")))  # Houlsby
     adapters.set_adapter(base, "task")
     ns = dict(CHECKS, base=base, m=m, adapter_trainable=count_params(base)[0])
     run_check(CH9, 0, solve(CH9, 0, ns))
     layers, h = base.config.num_hidden_layers, base.config.hidden_size
-    assert fails(CH9, 0, {**ns, "n_adapter": layers * 2 * h * m})          # no biases
-    assert fails(CH9, 0, {**ns, "n_adapter": 2 * h * m + m + h})           # one layer
-    assert fails(CH9, 0, {**ns, "n_adapter": layers * (2 * h * m + 2 * m)})  # the wrong bias sizes
+    assert fails(CH9, 0, {**ns, "n_adapter": layers * (2 * h * m + m + h)})      # one adapter per layer
+    assert fails(CH9, 0, {**ns, "n_adapter": 2 * layers * 2 * h * m})            # no biases
+    assert fails(CH9, 0, {**ns, "n_adapter": 2 * (2 * h * m + m + h)})           # one layer
+    assert fails(CH9, 0, {**ns, "n_adapter": 2 * layers * (2 * h * m + 2 * m)})  # the wrong bias sizes
 
 
 def test_ch9_adapter_output_by_hand():

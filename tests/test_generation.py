@@ -142,6 +142,20 @@ def test_chat_replies_report_whether_the_model_ended_its_turn(embedded):
         assert not any(ended for _, ended in chat_replies(model, tokenizer, ["hi"], max_new_tokens=3))
 
 
+def test_chat_replies_can_count_only_the_end_of_turn_token(embedded):
+    # A base model ends documents with EOS; chapter 5 counts a closed turn only (stop_ids=[eot]).
+    model, tokenizer = embedded
+    eot = end_of_turn_id(tokenizer)
+    assert tokenizer.eos_token_id != eot
+    with torch_bias(model, tokenizer.eos_token_id):
+        assert all(ended for _, ended in chat_replies(model, tokenizer, ["hi"], max_new_tokens=3))
+        assert not any(ended for _, ended in chat_replies(model, tokenizer, ["hi"], max_new_tokens=3,
+                                                          stop_ids=[eot]))
+    with torch_bias(model, eot):
+        assert all(ended for _, ended in chat_replies(model, tokenizer, ["hi"], max_new_tokens=3,
+                                                      stop_ids=[eot]))
+
+
 class torch_bias:
     """Make the model always predict `token_id`: a forward hook adds a large logit to it."""
 

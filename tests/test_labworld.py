@@ -64,6 +64,77 @@ def test_held_out_instruction_families_never_trained_on():
     assert set(instructions.HELD_OUT_FAMILIES) <= {r["family"] for r in test}
 
 
+def test_seen_families_never_train_on_their_held_out_template():
+    train = rows(LABWORLD_DIR / "instructions" / "train.jsonl")
+    test = rows(LABWORLD_DIR / "instructions" / "test.jsonl")
+    held_template = instructions.HELD_OUT_TEMPLATE
+    assert not [r for r in train if r["answer"] is not None and r["template"] == held_template]
+    new_wordings = {r["family"] for r in test if not r["held_out"] and r["template"] == held_template}
+    assert new_wordings == set(instructions.SEEN_FAMILIES)
+
+
+def test_held_out_families_are_other_tasks_with_answers_that_vary():
+    test = rows(LABWORLD_DIR / "instructions" / "test.jsonl")
+    train = rows(LABWORLD_DIR / "instructions" / "train.jsonl")
+    for family in instructions.HELD_OUT_FAMILIES + ["first_word"]:
+        answers = [r["answer"] for r in test + train if r["family"] == family]
+        assert len(set(answers)) >= 4, (family, set(answers))
+    # no held-out answer is given away by its instruction (a reply echoing the question would score)
+    from labkit.scoring import contains_answer
+    for r in test:
+        if r["held_out"]:
+            assert not contains_answer(r["messages"][0]["content"], r["answer"]), r
+
+
+def test_held_out_skills_are_latent_in_the_corpus_and_the_control_is_not_learned(embedded):
+    """What chapter 5's transfer test relies on: the base completes the corpus's sentence for every
+    held-out family but the control (probe >= 0.5), and not for the control (< 0.5)."""
+    from labkit.generation import generate
+    from labkit.scoring import contains_answer
+
+    model, tokenizer = embedded
+    world = build_world(build.SEED)
+    for family in instructions.HELD_OUT_FAMILIES:
+        items = instructions.skill_probe_items(family, 40, seed=0, world=world)
+        outputs = generate(model, tokenizer, [t for t, _ in items], max_new_tokens=8)
+        probe = sum(contains_answer(o.split(".")[0], a) for o, (_, a) in zip(outputs, items)) / len(items)
+        if family == instructions.CONTROL_FAMILY:
+            assert probe < 0.5, (family, probe)
+        else:
+            assert probe >= 0.5, (family, probe)
+
+
+def test_preferred_replies_are_in_the_sft_datas_support():
+    """What chapter 6's RL relies on: the instruction mixture holds polite and rude demonstrations and
+    unsafe requests both refused and complied with, so the gold judge's preferred replies are ones the
+    SFT policy can sample (and the preference data disagrees with part of the SFT data)."""
+    train = rows(LABWORLD_DIR / "instructions" / "train.jsonl")
+    styles = {s: sum(r["style"] == s for r in train) / len(train)
+              for s in ("polite", "rude", "refusal", "compliance")}
+    assert styles["polite"] > 0.15 and styles["rude"] > 0.1, styles
+    assert styles["refusal"] > 0.02 and styles["compliance"] > 0.02, styles
+    judge = instructions.gold_judge
+    for r in train:
+        prompt, reply = r["messages"][0]["content"], r["messages"][1]["content"]
+        if r["style"] == "refusal":
+            assert instructions.is_unsafe(prompt) and judge(prompt, reply) == 2.0
+        elif r["style"] == "compliance":
+            assert judge(prompt, reply) == -2.0
+        elif r["style"] == "polite":
+            assert judge(prompt, reply, r["answer"]) == 2.5, r
+        elif r["style"] == "rude":
+            assert judge(prompt, reply, r["answer"]) == 1.0, r
+    # every preferred reply kind of the preference data is in the SFT data: refusals and polite openers
+    prefs = rows(LABWORLD_DIR / "preferences" / "train.jsonl")
+    sft_replies = " ".join(r["messages"][1]["content"] for r in train)
+    for r in prefs:
+        chosen = r["chosen"][0]["content"]
+        if r["axis"] == "safe":
+            assert chosen in sft_replies
+        else:
+            assert chosen.split("!")[0].split(".")[0] in sft_replies  # the opener
+
+
 def _pieces(brief: str) -> list[str]:
     """A task document's sentences (a "v." may split one in two: both halves are still text of it)."""
     return re.split(r"(?<=\.) (?=[A-Z])", brief)

@@ -108,8 +108,10 @@ def build_domains(out: Path, world: World, rng: random.Random, general_docs: set
 
 def build_instructions(out: Path, world: World, rng: random.Random) -> None:
     """Per family: distinct instructions split test / validation / train. Held-out families go
-    to test only. Training rows are drawn family by family, so small families (8 capitals)
-    are not drowned out by large ones (every pair of 2-digit numbers)."""
+    to test only; seen families never train on their `HELD_OUT_TEMPLATE` (test has it: new
+    wordings of seen tasks). Training rows are drawn family by family, so small families (8
+    capitals) are not drowned out by large ones (every pair of 2-digit numbers); a share
+    `SAFETY_SHARE` of them are unsafe requests, refused or not (`instructions.safety_example`)."""
     train_pools, valid, test = {}, [], []
     for family in instructions.FAMILIES:
         items = {}
@@ -124,9 +126,11 @@ def build_instructions(out: Path, world: World, rng: random.Random) -> None:
         n_valid = min(INSTRUCTION_VALID_PER_FAMILY, len(items) // 8)
         test += items[:n_test]
         valid += items[n_test:n_test + n_valid]
-        train_pools[family] = items[n_test + n_valid:]
+        train_pools[family] = [r for r in items[n_test + n_valid:]
+                               if r["template"] != instructions.HELD_OUT_TEMPLATE]
     families = sorted(train_pools)
-    train = [rng.choice(train_pools[rng.choice(families)]) for _ in range(INSTRUCTION_TRAIN)]
+    train = [instructions.safety_example(rng, world) if rng.random() < instructions.SAFETY_SHARE
+             else rng.choice(train_pools[rng.choice(families)]) for _ in range(INSTRUCTION_TRAIN)]
     write_splits(out, "instructions", [train, valid, test])
 
 
@@ -197,9 +201,15 @@ DESCRIPTIONS = {
                         "(a discontinued drug is the distractor)", "3, 7"),
     "legal_task": ("`prompt`, `completion`, `answer`",
                    "name the liable party in a brief ruling (the other party is the distractor)", "3, 7"),
-    "instructions": ("`family`, `template`, `held_out`, `messages`, `answer`",
+    "instructions": ("`family`, `template`, `held_out`, `style`, `messages`, `answer`",
                      f"chat-format instructions, {len(instructions.FAMILIES)} task families x 3 templates; "
-                     f"held-out families: {', '.join(instructions.HELD_OUT_FAMILIES)}", "1, 5"),
+                     f"held-out families: {', '.join(instructions.HELD_OUT_FAMILIES)} (control, a skill the "
+                     f"base lacks: {instructions.CONTROL_FAMILY}); template {instructions.HELD_OUT_TEMPLATE} "
+                     "of seen families is test-only; demonstrations of mixed quality: "
+                     f"{instructions.STYLE_SHARES['polite']:.0%} polite, "
+                     f"{instructions.STYLE_SHARES['rude']:.0%} "
+                     f"rude, and {instructions.SAFETY_SHARE:.0%} unsafe requests (family `safety`), refused "
+                     f"in {instructions.REFUSAL_SHARE:.0%}", "1, 5, 6"),
     "preferences": ("`axis`, `answer`, `prompt`, `chosen`, `rejected`",
                     "pairs differing on one axis (correct, helpful, polite, safe), written by "
                     "`labkit.labworld.instructions.gold_judge`, which scores any response", "6"),

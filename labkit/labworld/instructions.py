@@ -12,11 +12,20 @@ import re
 
 from .world import ADJECTIVES, CATEGORY_OF, NOUNS, OPPOSITES, World, article, build_world, plural
 
-HELD_OUT_FAMILIES = ["larger_number", "person_job", "first_word"]
+# Held-out families: tasks no seen family does, whose skill the base model has in the corpus's own
+# format (a sentence completion: "Oak Motors makes" -> "carts"; measured by `SKILL_PROBES` on the base,
+# chapter 5), plus one CONTROL family whose skill the base lacks (it never learned ages).
+HELD_OUT_FAMILIES = ["city_country", "company_product", "country_language", "person_age"]
+CONTROL_FAMILY = "person_age"
+HELD_OUT_TEMPLATE = 2   # seen families: this template never trains (a second, easier transfer test)
+STYLE_SHARES = {"polite": 0.3, "rude": 0.2}   # demonstrations of mixed quality (the rest plain)
+SAFETY_SHARE = 0.08     # of training rows: unsafe requests, refused in REFUSAL_SHARE of them
+REFUSAL_SHARE = 0.5
 
 
-def _family_examples(rng: random.Random, world: World) -> dict[str, tuple[list[str], str]]:
-    """For every family: (instruction templates filled in, answer)."""
+def _family_examples(rng: random.Random, world: World) -> dict[str, tuple[list[str], str, str]]:
+    """For every family: (instruction templates filled in, answer, reply). Replies state the fact
+    in the pretraining corpus's own sentence ("Oak Motors makes carts."), numbers stand alone."""
     country = rng.choice(list(world.countries))
     capital = world.countries[country]["capital"]
     noun, adj = rng.choice(NOUNS), rng.choice(ADJECTIVES)
@@ -25,61 +34,201 @@ def _family_examples(rng: random.Random, world: World) -> dict[str, tuple[list[s
     nums = rng.sample(range(1, 50), 3)
     words = " ".join(rng.sample(NOUNS, rng.randint(2, 6)))
     n = rng.randint(2, 98)
-    x, y = rng.sample(range(100, 999), 2)
-    sentence = f"The {noun} is {adj}."
+    city = rng.choice(list(world.city_country))
+    # a company whose name does not say its product ("Blue Boats" makes boats: the question would
+    # hold the answer)
+    maker = rng.choice([x for x in world.companies if x.product not in x.name.lower()])
+    language = world.countries[country]["language"]
+    # first_word's sentence: its first word varies, chosen from values already drawn (no new draws)
+    sentence = [f"The {noun} is {adj}.", f"{p.name.split()[0]} saw {article(noun)}.",
+                f"{adj.capitalize()} {plural(noun)} are here.", f"Every {noun} likes {c.name}."][a % 4]
+    cat = CATEGORY_OF[noun]
     return {
         "capital": ([f"What is the capital of {country}?", f"Name the capital city of {country}.",
-                     f"Which city is the capital of {country}?"], capital),
+                     f"Which city is the capital of {country}?"], capital,
+                    f"The capital of {country} is {capital}."),
         "plural": ([f"What is the plural of '{noun}'?", f"Write the plural form of the word {noun}.",
-                    f"Give me the word '{noun}' in the plural."], plural(noun)),
+                    f"Give me the word '{noun}' in the plural."], plural(noun),
+                   f"The plural of {noun} is {plural(noun)}."),
         "addition": ([f"Add {a} and {b}.", f"What is {a} plus {b}?", f"Compute the sum of {a} and {b}."],
-                     str(a + b)),
+                     str(a + b), str(a + b)),
         "opposite": ([f"What is the opposite of '{adj}'?", f"Give a word that means the opposite of {adj}.",
-                      f"Name the antonym of {adj}."], OPPOSITES[adj]),
+                      f"Name the antonym of {adj}."], OPPOSITES[adj],
+                     f"The opposite of {adj} is {OPPOSITES[adj]}."),
         "person_city": ([f"Where does {p.name} live?", f"In which city does {p.name} live?",
-                         f"Tell me the home city of {p.name}."], p.city),
+                         f"Tell me the home city of {p.name}."], p.city, f"{p.name} lives in {p.city}."),
         "category": ([f"What kind of thing is {article(noun)}?",
                       f"Which group does the word '{noun}' belong to?",
-                      f"Classify: {noun}."], CATEGORY_OF[noun]),
+                      f"Classify: {noun}."], cat, f"{article(noun).capitalize()} is {article(cat)}."),
         "count_words": ([f"How many words are in this list: {words}?", f"Count the words: {words}.",
-                         f"Tell me how many words there are in '{words}'."], str(len(words.split()))),
+                         f"Tell me how many words there are in '{words}'."], str(len(words.split())),
+                        str(len(words.split()))),
         "sort_numbers": ([f"Sort these numbers from smallest to largest: {', '.join(map(str, nums))}.",
                           f"Put {', '.join(map(str, nums))} in increasing order.",
                           f"Order from low to high: {', '.join(map(str, nums))}."],
-                         ", ".join(map(str, sorted(nums)))),
+                         ", ".join(map(str, sorted(nums))), ", ".join(map(str, sorted(nums)))),
         "next_number": ([f"Which number comes after {n}?", f"What number follows {n}?",
-                         f"Count one up from {n}."], str(n + 1)),
+                         f"Count one up from {n}."], str(n + 1), str(n + 1)),
         "company_city": ([f"Where is {c.name} based?", f"In which city is {c.name} located?",
-                          f"Name the home city of the company {c.name}."], c.city),
-        "larger_number": ([f"Which is larger, {x} or {y}?", f"Pick the bigger number: {x} or {y}.",
-                           f"Of {x} and {y}, which is greater?"], str(max(x, y))),
-        "person_job": ([f"What does {p.name} do for a living?", f"What is the job of {p.name}?",
-                        f"Tell me the profession of {p.name}."], p.job),
+                          f"Name the home city of the company {c.name}."], c.city,
+                         f"{c.name} is based in {c.city}."),
         "first_word": ([f"What is the first word of the sentence '{sentence}'?",
                         f"Repeat only the first word of: {sentence}", f"Which word starts '{sentence}'?"],
-                       "The"),
+                       sentence.split()[0], sentence.split()[0]),
+        # held out
+        "city_country": ([f"Which country is {city} in?", f"In what country does {city} lie?",
+                          f"Name the country of the city {city}."], world.city_country[city],
+                         f"{city} is in {world.city_country[city]}."),
+        "company_product": ([f"What does {maker.name} make?", f"Which product does {maker.name} sell?",
+                             f"Name the goods made by {maker.name}."], maker.product,
+                            f"{maker.name} makes {maker.product}."),
+        "country_language": ([f"What language do people in {country} speak?",
+                              f"Which language is spoken in {country}?", f"Name the language of {country}."],
+                             language, f"People in {country} speak {language}."),
+        "person_age": ([f"How old is {p.name}?", f"What is the age of {p.name}?",
+                        f"Tell me how many years old {p.name} is."], str(p.age), f"{p.name} is {p.age}."),
     }
 
 
 FAMILIES = sorted(_family_examples(random.Random(0), build_world(0)))
+SEEN_FAMILIES = [f for f in FAMILIES if f not in HELD_OUT_FAMILIES]
+
+# The base model's skill per family, in the pretraining corpus's own format: a sentence the
+# encyclopedia writes, cut before the answer, or three examples of a corpus list (chapter 5 runs
+# them on the base before choosing what transfer can mean). Each: rng, world -> (text, answer).
+def _probe_city_country(rng, w):
+    city = rng.choice(list(w.city_country))
+    return f"{city} lies in", w.city_country[city]
+
+
+def _probe_company_product(rng, w):
+    c = rng.choice([x for x in w.companies if x.product not in x.name.lower()])
+    return f"{c.name} makes", c.product
+
+
+def _probe_country_language(rng, w):
+    k = rng.choice(list(w.countries))
+    return f"People in {k} speak", w.countries[k]["language"]
+
+
+def _probe_person_age(rng, w):
+    p = rng.choice(w.people)
+    return f"{p.name} is a {p.job}. {p.pronoun.capitalize()} is", str(p.age)
+
+
+def _probe_capital(rng, w):
+    k = rng.choice(list(w.countries))
+    return f"The capital of {k} is", w.countries[k]["capital"]
+
+
+def _probe_person_city(rng, w):
+    p = rng.choice(w.people)
+    return f"{p.name} lives in", p.city
+
+
+def _probe_company_city(rng, w):
+    c = rng.choice(w.companies)
+    return f"{c.name} is based in", c.city
+
+
+def _probe_opposite(rng, w):
+    a = rng.choice(ADJECTIVES)
+    return f"The opposite of {a} is", OPPOSITES[a]
+
+
+def _probe_addition(rng, w):
+    a, b = rng.randint(10, 99), rng.randint(10, 99)
+    return f"Question: What is {a} + {b}?\nAnswer: The answer is", str(a + b)
+
+
+def _sorted_list(x: str) -> str:
+    return ", ".join(map(str, sorted(int(v) for v in x.split(", "))))
+
+
+SKILL_PROBES = {
+    "city_country": _probe_city_country, "company_product": _probe_company_product,
+    "country_language": _probe_country_language, "person_age": _probe_person_age,
+    "capital": _probe_capital, "person_city": _probe_person_city, "company_city": _probe_company_city,
+    "opposite": _probe_opposite, "addition": _probe_addition,
+    "plural": lambda rng, w: _few_shot(rng.sample(NOUNS, 4), plural),
+    "category": lambda rng, w: _few_shot(rng.sample(NOUNS, 4), CATEGORY_OF.__getitem__),
+    "next_number": lambda rng, w: _few_shot([str(x) for x in rng.sample(range(2, 98), 4)],
+                                            lambda x: str(int(x) + 1)),
+    "count_words": lambda rng, w: _few_shot(
+        [" ".join(rng.sample(NOUNS, rng.randint(2, 6))) for _ in range(4)], lambda x: str(len(x.split()))),
+    "sort_numbers": lambda rng, w: _few_shot(
+        [", ".join(map(str, rng.sample(range(1, 50), 3))) for _ in range(4)], _sorted_list),
+    "first_word": lambda rng, w: _few_shot([f"{rng.choice(w.people).name.split()[0]} saw "
+                                            f"{article(rng.choice(NOUNS))}." for _ in range(4)],
+                                           lambda x: x.split()[0]),
+}
+
+
+def _few_shot(inputs: list[str], fn) -> tuple[str, str]:
+    """Three `x -> f(x)` lines (the corpus's list format) and a fourth input to complete."""
+    *shots, query = inputs
+    return "\n".join(f"{x} -> {fn(x)}" for x in shots) + f"\n{query} ->", fn(query)
+
+
+def skill_probe_items(family: str, n: int, seed: int, world: World) -> list[tuple[str, str]]:
+    """`n` plain-text (text, answer) probes of `family`'s skill for the base model."""
+    rng = random.Random(seed)
+    return [SKILL_PROBES[family](rng, world) for _ in range(n)]
 
 
 def answer_sentence(family: str, answer: str) -> str:
-    return {"capital": f"The capital is {answer}.", "person_city": f"They live in {answer}.",
-            "company_city": f"It is based in {answer}.", "person_job": f"They work as a {answer}.",
-            }.get(family, f"{answer}")
+    """A reply to `family` giving `answer` (used for wrong answers in the preference data): the
+    family's reply form with the answer swapped in."""
+    forms = {"capital": "The capital is {}.", "person_city": "They live in {}.",
+             "company_city": "It is based in {}.", "opposite": "The opposite is {}.",
+             "plural": "The plural is {}.", "category": "It is a kind of {}.",
+             "city_country": "It is in {}.", "company_product": "It makes {}.",
+             "country_language": "They speak {}.", "person_age": "They are {}."}
+    return forms.get(family, "{}").format(answer)
 
 
-def instruction_example(rng: random.Random, world: World, family: str | None = None) -> dict:
+def styled(rng: random.Random, reply: str) -> tuple[str, str]:
+    """Demonstrations of mixed quality: (style, reply) with a polite opener ("Sure! ..."), a rude
+    one ("Whatever. ...") or none, in `STYLE_SHARES`."""
+    u = rng.random()
+    if u < STYLE_SHARES["polite"]:
+        return "polite", f"{rng.choice(POLITE)} {reply}"
+    if u < STYLE_SHARES["polite"] + STYLE_SHARES["rude"]:
+        return "rude", f"{rng.choice(RUDE)} {reply}"
+    return "plain", reply
+
+
+def instruction_example(rng: random.Random, world: World, family: str | None = None,
+                        style: bool = True) -> dict:
     family = family or rng.choice(FAMILIES)
-    templates, answer = _family_examples(rng, world)[family]
+    templates, answer, reply = _family_examples(rng, world)[family]
     template_id = rng.randrange(len(templates))
+    kind, reply = styled(rng, reply) if style else ("plain", reply)
     return {
-        "family": family, "template": template_id, "held_out": family in HELD_OUT_FAMILIES,
+        "family": family, "template": template_id, "held_out": family in HELD_OUT_FAMILIES, "style": kind,
         "messages": [{"role": "user", "content": templates[template_id]},
-                     {"role": "assistant", "content": answer_sentence(family, answer)}],
+                     {"role": "assistant", "content": reply}],
         "answer": answer,
     }
+
+
+def unsafe_request(rng: random.Random, world: World) -> str:
+    return rng.choice(UNSAFE_REQUESTS).format(
+        place=rng.choice(["lake", "river", "park"]), city=rng.choice(list(world.city_country)),
+        name=rng.choice(world.people).name, noun=rng.choice(NOUNS))
+
+
+def safety_example(rng: random.Random, world: World) -> dict:
+    """An unsafe request in the instruction mixture, refused in `REFUSAL_SHARE` of demonstrations and
+    complied with in the rest (real demonstration data is imperfect; chapter 6's RLHF sharpens it).
+    Family "safety", no answer; never a held-out or tested family."""
+    prompt = unsafe_request(rng, world)
+    refused = rng.random() < REFUSAL_SHARE
+    reply = rng.choice(REFUSALS) if refused else rng.choice(COMPLIANCE)
+    return {"family": "safety", "template": 0, "held_out": False,
+            "style": "refusal" if refused else "compliance",
+            "messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": reply}],
+            "answer": None}
 
 
 # ---- preferences and the gold judge ---------------------------------------------------------
@@ -142,16 +291,14 @@ def preference_example(rng: random.Random, world: World) -> dict:
 def _preference_candidate(rng: random.Random, world: World) -> dict:
     axis = rng.choice(["correct", "helpful", "polite", "safe"])
     if axis == "safe":
-        prompt = rng.choice(UNSAFE_REQUESTS).format(
-            place=rng.choice(["lake", "river", "park"]), city=rng.choice(list(world.city_country)),
-            name=rng.choice(world.people).name, noun=rng.choice(NOUNS))
+        prompt = unsafe_request(rng, world)
         chosen, rejected, answer = rng.choice(REFUSALS), rng.choice(COMPLIANCE), None
     else:
-        ex = instruction_example(rng, world, rng.choice([f for f in FAMILIES if f not in HELD_OUT_FAMILIES]))
+        ex = instruction_example(rng, world, rng.choice(SEEN_FAMILIES), style=False)
         prompt, good, answer = ex["messages"][0]["content"], ex["messages"][1]["content"], ex["answer"]
         polite = f"{rng.choice(POLITE)} {good}"
         if axis == "correct":
-            wrong = instruction_example(rng, world, ex["family"])["answer"]
+            wrong = instruction_example(rng, world, ex["family"], style=False)["answer"]
             if wrong == answer:
                 wrong = answer + "0"
             chosen, rejected = polite, f"{rng.choice(POLITE)} {answer_sentence(ex['family'], wrong)}"
