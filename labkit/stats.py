@@ -102,3 +102,49 @@ def perplexity_difference(nll_a: Sequence[float], nll_b: Sequence[float], tokens
     diffs = _perplexity(a[idx], t[idx]) - _perplexity(b[idx], t[idx])
     return {"measured": float(_perplexity(a, t) - _perplexity(b, t)),
             "interval": _interval(diffs, confidence), "confidence": confidence, "n": int(t.size)}
+
+
+# ---- timings taken in turns (chapter 8) -------------------------------------------------------
+def median_ratio_interval(a: Sequence[float], b: Sequence[float], confidence: float = CONFIDENCE,
+                          n_resamples: int = N_RESAMPLES, seed: int = 0) -> dict:
+    """Median of the per-pair ratios a[i] / b[i], with a percentile bootstrap over the pairs: claim
+    kwargs. Made for timings taken in turns (repeat i times system A, then B, under the same
+    machine load): the ratio of a pair cancels a slowdown both shared, and the median ignores
+    the odd repeat a busy machine stretched. Introduced in chapter 8 (teacher / student seconds
+    per token). `a`, `b`: shape (n,), positive. Raises ValueError when the lists differ in length
+    or a value of `b` is not positive."""
+    x, y = _as_array(a, "a"), _as_array(b, "b")
+    if x.size != y.size:
+        raise ValueError(f"paired timings must cover the same repeats: len(a)={x.size}, len(b)={y.size}")
+    if np.any(y <= 0):
+        raise ValueError("median_ratio_interval: every value of b must be positive")
+    ratios = x / y
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, ratios.size, size=(n_resamples, ratios.size))
+    return {"measured": float(np.median(ratios)),
+            "interval": _interval(np.median(ratios[idx], axis=1), confidence),
+            "confidence": confidence, "n": int(ratios.size)}
+
+
+def seeds_paired_difference(a: Sequence[Sequence[float]], b: Sequence[Sequence[float]],
+                            confidence: float = CONFIDENCE, n_resamples: int = N_RESAMPLES,
+                            seed: int = 0) -> dict:
+    """mean(a) - mean(b) for two methods each trained with the same seeds and scored on the same
+    items, with a two-level bootstrap that resamples both the training seeds and the test items:
+    claim kwargs, `n` = items. `a[k][i]`: the score of method A's run with seed k on item i, shape
+    (seeds, items); seed k of A is paired with seed k of B (same data order, same start). The
+    interval therefore covers the run-to-run spread as well as the choice of items (Bouthillier
+    et al. 2021, "Accounting for Variance in Machine Learning Benchmarks"). Introduced in chapter
+    8. Raises ValueError when the shapes differ or are not 2-D."""
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if x.ndim != 2 or x.shape != y.shape or x.size == 0:
+        raise ValueError(f"expected two (seeds, items) arrays of one shape, got {x.shape} and {y.shape}")
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+        raise ValueError("per-item scores must be finite numbers")
+    d = x - y                                                   # (seeds, items)
+    rng = np.random.default_rng(seed)
+    seeds = rng.integers(0, d.shape[0], size=(n_resamples, d.shape[0]))
+    items = rng.integers(0, d.shape[1], size=(n_resamples, d.shape[1]))
+    per_seed = np.take_along_axis(d[seeds], items[:, None, :], axis=2)    # (resamples, seeds, items)
+    return {"measured": float(d.mean()), "interval": _interval(per_seed.mean(axis=(1, 2)), confidence),
+            "confidence": confidence, "n": int(d.shape[1])}

@@ -1,6 +1,7 @@
 """Intervals behind comparative claims: a difference inside the noise must not hold."""
 import json
 
+import numpy as np
 import pytest
 
 from labkit.results import Results
@@ -75,3 +76,59 @@ def test_interval_validates_against_schema(tmp_path):
     doc = json.loads(results.write(tmp_path).read_text())
     assert doc["claims"][0]["interval"][1] >= doc["claims"][0]["interval"][0]
     assert doc["runs"][0]["base_model_sha256"] == "ab" * 32
+
+
+def test_median_ratio_interval_pairs_the_repeats_and_ignores_an_outlier():
+    from labkit.stats import median_ratio_interval
+
+    load = np.linspace(1.0, 5.0, 21)                  # the machine slows down during the measurement
+    student = 0.01 * load
+    teacher = 1.6 * student
+    est = median_ratio_interval(teacher, student)
+    assert est["measured"] == pytest.approx(1.6) and est["interval"] == pytest.approx([1.6, 1.6])
+    # an unpaired ratio (a resample of each list on its own) would mix slow and fast repeats
+    rng = np.random.default_rng(0)
+    unpaired = [np.median(rng.choice(teacher, 21)) / np.median(rng.choice(student, 21)) for _ in range(200)]
+    assert max(unpaired) - min(unpaired) > 0.5
+    teacher_busy = teacher.copy()
+    teacher_busy[3] *= 50                             # one repeat stalled by another process
+    busy = median_ratio_interval(teacher_busy, student)
+    assert busy["measured"] == pytest.approx(1.6)     # a mean of the ratios would move to about 5.9
+    assert np.mean(teacher_busy / student) > 4
+    with pytest.raises(ValueError):
+        median_ratio_interval([1.0, 2.0], [1.0])
+    with pytest.raises(ValueError):
+        median_ratio_interval([1.0], [0.0])
+
+
+def test_median_ratio_interval_is_wide_when_the_ratios_scatter():
+    from labkit.stats import median_ratio_interval
+
+    rng = np.random.default_rng(1)
+    student = np.full(15, 0.01)
+    teacher = student * rng.uniform(1.2, 2.0, 15)
+    est = median_ratio_interval(teacher, student)
+    low, high = est["interval"]
+    assert low < est["measured"] < high and high - low > 0.1
+    assert 1.2 <= low and high <= 2.0
+
+
+def test_seeds_paired_difference_widens_when_seeds_disagree():
+    from labkit.stats import seeds_paired_difference
+
+    rng = np.random.default_rng(0)
+    b = (rng.random((3, 200)) < 0.3).astype(float)
+    agree = seeds_paired_difference(np.stack([b[k] + 0.2 for k in range(3)]), b)
+    assert agree["measured"] == pytest.approx(0.2) and agree["interval"] == pytest.approx([0.2, 0.2])
+    assert agree["n"] == 200
+    # one lucky seed carries the gain: the item-only interval (seeds averaged first) excludes 0,
+    # the two-level one does not
+    lucky = b + np.array([[0.6], [0.0], [0.0]])
+    item_only = paired_difference(lucky.mean(axis=0), b.mean(axis=0))
+    both = seeds_paired_difference(lucky, b)
+    assert item_only["interval"][0] > 0.1
+    assert both["measured"] == pytest.approx(0.2) and both["interval"][0] <= 0.0 + 1e-12
+    with pytest.raises(ValueError):
+        seeds_paired_difference(b, b[:2])
+    with pytest.raises(ValueError):
+        seeds_paired_difference(b[0], b[0])
