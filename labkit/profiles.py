@@ -44,10 +44,19 @@ class Profile:
     adapter_lr: float = 1e-2                   # chapter 9 (bottleneck adapters, and the LoRA they are
                                                # compared with)
     latency_repeats: int = 20                  # chapter 9: timed forward passes per prompt and model
-    dapt_steps: int = 300                      # chapter 7: continued pretraining on the domain corpus
+    dapt_steps: int = 200                      # chapter 7: continued pretraining (DAPT, ¬DAPT, TAPT alike)
     dapt_lr: float = 1e-3
-    dapt_label_sizes: tuple[int, ...] = (32, 128, 512)  # labeled examples per fine-tuning run
-    dapt_ft_steps: int = 60                    # fine-tuning steps at every labeled-set size
+    dapt_label_sizes: tuple[int, ...] = (8, 32, 128)  # labeled examples per fine-tuning run
+    # fine-tuning steps for each labeled-set size (aligned with dapt_label_sizes): where the validation
+    # exact match stopped rising, plus a margin. Probes (tools/dapt_budget_probe.py: cpu, legal, full FT
+    # lr 1e-3, batch 8, constant rate, 100 validation items): base n=8: 0.04 at 10, 0.06 at 20, 0.07 at
+    # 30, 50 and 80; base n=32: 0.03 at 10, 0.15 at 20, 0.24 at 30, 0.31 at 50, 0.33 at 80 and 120;
+    # base n=128: 0.15 at 25, 0.62 at 50, 0.69 at 75, 0.81 at 100, 0.93 at 150, 0.90 at 200; after 300
+    # steps of DAPT: n=8: 0.23 at 10, 0.21 at 20, 0.20 at 30; n=32: 0.39 at 10, 0.60 at 20, 0.61-0.62 at
+    # 30, 50, 80 and 120. gpu's budgets are not measured (scaled up; batch 32 there).
+    dapt_ft_steps: tuple[int, ...] = (40, 80, 200)
+    dapt_seeds: int = 3                        # training seeds of the headline runs (smallest labeled set)
+    dapt_curve_examples: int = 100             # validation items scored at each point of a fine-tuning run
     # chapter 8: every student copies the base's even layers and trains distill_steps steps on the first
     # distill_labeled training examples (the teacher: train_steps on all of them). Probes (cpu, legal,
     # batch 8, lr 1e-3, T 2, alpha 0.5, 200 test items): teacher 0.96; with 32 examples, hard labels 0.105 /
@@ -115,7 +124,8 @@ PROFILES: dict[str, Profile] = {
                      pretrain_demo_steps=4, pretrain_demo_docs=300, shots=(0, 3),
                      virtual_tokens=4, virtual_token_sweep=(4,), lora_ranks=(4,), lora_steps=4,
                      latency_repeats=3,
-                     dapt_steps=4, dapt_label_sizes=(4, 8), dapt_ft_steps=4, distill_steps=4,
+                     dapt_steps=4, dapt_label_sizes=(4, 8), dapt_ft_steps=(3, 3), dapt_seeds=2,
+                     dapt_curve_examples=8, distill_steps=4,
                      distill_labeled=8, distill_transfer=8, distill_seeds=2, distill_temperatures=(4.0,),
                      distill_latency_repeats=3,
                      rm_steps=4, rm_batch_size=4, rm_pair_sweep=(8,), rl_steps=2, rl_batch_size=4,
@@ -129,7 +139,8 @@ PROFILES: dict[str, Profile] = {
     "cpu": Profile("cpu"),
     "gpu": Profile("gpu", train_steps=1000, batch_size=32, eval_examples=1000,
                    virtual_token_sweep=(1, 4, 16, 64), lora_ranks=(1, 4, 16, 64), lora_steps=1000,
-                   dapt_steps=2000, dapt_label_sizes=(32, 128, 512, 2000), dapt_ft_steps=300,
+                   dapt_steps=2000, dapt_label_sizes=(32, 128, 512, 2000),
+                   dapt_ft_steps=(160, 320, 640, 1000), dapt_curve_examples=200,
                    distill_steps=300, distill_seeds=5, distill_latency_repeats=50,
                    sweep_steps=300, curve_points=8, curve_examples=500, sft_steps=1000,
                    real_eval_examples=200, real_train_steps=300, real_batch_size=16,
