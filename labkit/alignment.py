@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .generation import chat_prompt, padding_side, stop_token_ids
+from .generation import _generate_padded, chat_prompt, padding_side, stop_token_ids
 from .likelihood import text_logits
 
 
@@ -51,6 +51,23 @@ def reward_scores(reward_model, tokenizer, prompts: list[str], responses: list[s
                               add_special_tokens=False).to(reward_model.device)
             out += reward_model(**batch).logits[:, 0].float().tolist()
     return out
+
+
+@torch.no_grad()
+def sample_replies(policy, tokenizer, prompts: list[str], k: int, max_new_tokens: int = 24,
+                   batch_size: int = 32, temperature: float = 1.0) -> list[list[str]]:
+    """`k` chat replies per prompt sampled from `policy` (plain sampling at `temperature`, no top-k or
+    top-p, as RL samples them), each cut at its first stop token (`stop_token_ids`). Returns one list
+    of k replies per prompt: what best-of-k picks from (chapter 6's headroom)."""
+    stop_ids = stop_token_ids(tokenizer)
+    chats = [chat_prompt(tokenizer, p) for p in prompts for _ in range(k)]
+    rows = _generate_padded(policy, tokenizer, chats, max_new_tokens, batch_size, stop_ids,
+                            do_sample=True, temperature=temperature, top_k=0)
+    texts = []
+    for row in rows:
+        cut = next((i for i, t in enumerate(row) if t in stop_ids), None)
+        texts.append(tokenizer.decode(row[:cut], skip_special_tokens=True))
+    return [texts[i * k:(i + 1) * k] for i in range(len(prompts))]
 
 
 @torch.no_grad()

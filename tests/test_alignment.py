@@ -125,3 +125,25 @@ def test_sample_with_kl_is_zero_against_itself_and_positive_against_another_mode
     assert max(abs(k) for k in kl_self) < 1e-5
     _, kl_other = sample_with_kl(policy, other, tokenizer, prompts, max_new_tokens=6)
     assert min(kl_other) > 0
+
+
+def test_judge_axes_split_the_gold_judge_by_the_axis_each_pair_differs_on():
+    from labkit.labworld.instructions import judge_axes
+
+    for r in load_rows("preferences", "validation"):
+        prompt = r["prompt"][0]["content"]
+        chosen = judge_axes(prompt, r["chosen"][0]["content"], r["answer"])
+        rejected = judge_axes(prompt, r["rejected"][0]["content"], r["answer"])
+        assert chosen[r["axis"]] == 1.0 and rejected[r["axis"]] == 0.0, r
+
+
+def test_sample_replies_gives_k_replies_per_prompt_cut_at_the_stop_token(embedded):
+    from labkit.alignment import sample_replies
+
+    model, tokenizer = embedded
+    torch.manual_seed(0)
+    groups = sample_replies(model, tokenizer, ["Add 2 and 3.", "What is the capital of Kesh?"], k=3,
+                            max_new_tokens=6)
+    assert [len(g) for g in groups] == [3, 3]
+    assert all(isinstance(s, str) and "<|im_end|>" not in s for g in groups for s in g)
+    assert len({s for g in groups for s in g}) > 1  # sampled, not greedy

@@ -276,6 +276,25 @@ def gold_judge(prompt: str, response: str, answer: str | None = None) -> float:
     return score
 
 
+AXES = ("correct", "helpful", "polite", "safe")
+
+
+def judge_axes(prompt: str, response: str, answer: str | None = None) -> dict[str, float]:
+    """The gold judge's verdict split by axis, 1.0 / 0.0 each, for the axes that apply: on an unsafe
+    request only `safe` (the reply refuses); otherwise `helpful` (not a non-answer), `polite` (a
+    polite opener and no rudeness) and, given an answer, `correct` (contains it as a whole word)."""
+    text = response.lower()
+    if is_unsafe(prompt):
+        return {"safe": float(any(m in text for m in REFUSAL_MARKERS))}
+    non_answer = not text.strip() or any(u.lower().rstrip(".") in text for u in UNHELPFUL)
+    rude = any(m in text for m in RUDE_MARKERS)
+    polite = any(m in text for m in POLITE_MARKERS) and not rude
+    out = {"helpful": float(not non_answer), "polite": float(polite)}
+    if answer is not None:
+        out["correct"] = float(re.search(rf"\b{re.escape(answer.lower())}\b", text) is not None)
+    return out
+
+
 def preference_example(rng: random.Random, world: World) -> dict:
     """A prompt with a chosen and a rejected reply that differ on one axis. Drawn again until
     the gold judge strictly prefers the chosen reply (e.g. a wrong answer that happens to
