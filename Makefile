@@ -10,7 +10,8 @@
 #   make clean  delete the built book and its caches (distclean: also .venv and results/)
 #
 # Variables: PYTHON (to create .venv), VENV (an existing environment to use instead, e.g. a
-# conda env: VENV=$CONDA_PREFIX), TORCH_SPEC (installed only when torch is missing).
+# conda env: VENV=$CONDA_PREFIX), TORCH_SPEC (installed only when torch is missing),
+# TEST_WORKERS (pytest-xdist workers of `make test`, default 2: one per core of a laptop).
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -19,6 +20,8 @@ PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 NBMAKE_TIMEOUT ?= 900
+# pytest-xdist workers for `make test`, one torch thread each (0: none, all in one process)
+TEST_WORKERS ?= 2
 NPM ?= npm
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.lab-installed
@@ -49,10 +52,10 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 test: setup real-model
-	$(BIN)/ruff check labkit tests tools
+	$(BIN)/ruff check labkit tests tools conftest.py
 	@notebooks=$$(ls notebooks/*.ipynb >/dev/null 2>&1 && echo notebooks); \
-	LABKIT_PROFILE=smoke $(BIN)/python -m pytest tests $$notebooks --nbmake \
-	  --nbmake-timeout=$(NBMAKE_TIMEOUT) --durations=8; rc=$$?; \
+	LABKIT_PROFILE=smoke OMP_NUM_THREADS=1 $(BIN)/python -m pytest tests $$notebooks --nbmake \
+	  --nbmake-timeout=$(NBMAKE_TIMEOUT) -n $(TEST_WORKERS) --dist loadscope --durations=8; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; rc=0; fi; exit $$rc
 
 # $(call refresh,PATHS TO DELETE,FILES TO HASH,EXTRA KEY,KEY FILE): delete the paths when the

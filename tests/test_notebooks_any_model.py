@@ -19,7 +19,8 @@ from labkit.model import EMBEDDED_MODEL
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-pytestmark = pytest.mark.slow  # whole notebooks, minutes each: `-m "not slow"` skips them
+# whole notebooks, minutes each (`-m "not slow"` skips them), in order on one xdist worker (conftest.py)
+pytestmark = pytest.mark.slow
 
 # Notebooks that fail on another model for a reason inside the notebook itself, with the reason.
 # (Empty when every notebook passes; an entry here is an open defect, not a permission.)
