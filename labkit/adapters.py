@@ -1,7 +1,7 @@
 """Bottleneck adapters (chapter 9): the lab's one hand-written tuning method.
 
-A bottleneck adapter (Houlsby et al. 2019; Pfeiffer et al. 2020) is a small two-layer network
-added after a frozen sublayer of every decoder layer:
+A bottleneck adapter (Houlsby et al. 2019, "Parameter-Efficient Transfer Learning for NLP",
+arXiv:1902.00751) is a small two-layer network on the output of a frozen sublayer:
 
     h  ->  h + W_up f(W_down h)          W_down: (m, d), W_up: (d, m), m << d = hidden_size
 
@@ -21,10 +21,13 @@ peft's, as functions on a plain transformers model (which stays a `LlamaForCausa
     with adapters.disable_adapter(model):             # the bare base, temporarily
         ...
 
-Placement: `targets=("mlp",)` puts one adapter after each layer's feed-forward sublayer, before
-its residual addition (Pfeiffer et al. 2020's configuration); `("self_attn", "mlp")` adds one
-after attention too (Houlsby et al. 2019). Sizes come from `model.config` (hidden_size), so any
-causal LM whose layers have such sublayers works.
+Placement: an adapter wraps a sublayer and transforms its output before the decoder layer adds
+it to the residual stream. `targets=("self_attn", "mlp")` is Houlsby et al.'s placement (after
+attention and after the feed-forward block); `("mlp",)`, the default, is that placement at the
+feed-forward block only. Pfeiffer et al.'s configuration (AdapterFusion, arXiv:2005.00247),
+which reads the hidden state after the residual addition and layer norm, is not implemented.
+Sizes come from `model.config` (hidden_size), so any causal LM whose layers have such sublayers
+works.
 """
 from __future__ import annotations
 

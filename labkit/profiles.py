@@ -41,8 +41,14 @@ class Profile:
     lora_ranks: tuple[int, ...] = (1, 8, 64)   # the rank sweep, at train_steps on chapter 3's legal task
     lora_lr: float = 3e-3
     full_ft_lr: float = 1e-3
-    adapter_lr: float = 1e-2                   # chapter 9 (bottleneck adapters, and the LoRA they are
-                                               # compared with)
+    adapter_lr: float = 1e-2                   # bottleneck adapters in `labkit bench` (chapter 9 sweeps)
+    adapter_steps: int = 300                   # chapter 9: steps per run (the sentiment adapter sits on a
+                                               # plateau, always one label, until about 200-250 steps)
+    adapter_lrs: tuple[float, ...] = (1e-2, 3e-2)  # chapter 9: each method's learning-rate sweep
+    adapter_lora_ranks: tuple[int, ...] = (2, 8)  # chapter 9: matched parameter budgets (LoRA q/v ranks)
+    adapter_seeds: tuple[int, ...] = (0,)      # chapter 9: training seeds of the sentiment adapter (one in
+                                               # cpu: no time for more)
+    adapter_warmup_steps: int = 10             # chapter 9: linear warm-up, then a constant rate
     latency_repeats: int = 20                  # chapter 9: timed forward passes per prompt and model
     dapt_steps: int = 200                      # chapter 7: continued pretraining (DAPT, ¬DAPT, TAPT alike)
     dapt_lr: float = 1e-3
@@ -123,7 +129,8 @@ PROFILES: dict[str, Profile] = {
     "smoke": Profile("smoke", train_steps=4, batch_size=2, eval_examples=8, checkpoints_per_run=0,
                      pretrain_demo_steps=4, pretrain_demo_docs=300, shots=(0, 3),
                      virtual_tokens=4, virtual_token_sweep=(4,), lora_ranks=(4,), lora_steps=4,
-                     latency_repeats=3,
+                     latency_repeats=3, adapter_steps=4, adapter_lrs=(1e-2,), adapter_lora_ranks=(1, 2),
+                     adapter_seeds=(0, 1), adapter_warmup_steps=1,
                      dapt_steps=4, dapt_label_sizes=(4, 8), dapt_ft_steps=(3, 3), dapt_seeds=2,
                      dapt_curve_examples=8, distill_steps=4,
                      distill_labeled=8, distill_transfer=8, distill_seeds=2, distill_temperatures=(4.0,),
@@ -144,7 +151,8 @@ PROFILES: dict[str, Profile] = {
                    distill_steps=300, distill_seeds=5, distill_latency_repeats=50,
                    sweep_steps=300, curve_points=8, curve_examples=500, sft_steps=1000,
                    real_eval_examples=200, real_train_steps=300, real_batch_size=16,
-                   real_max_new_tokens=128, real_lora_lr=5e-4,
+                   real_max_new_tokens=128, real_lora_lr=5e-4, adapter_steps=1000,
+                   adapter_lrs=(3e-3, 1e-2, 3e-2), adapter_seeds=(0, 1, 2),
                    bench_steps=30, bench_warmup_steps=5, bench_batch_size=32, bench_seq_len=256),
 }
 

@@ -169,6 +169,35 @@ def test_houlsby_placement_adapts_attention_too(tiny):
     assert not torch.allclose(logits(model), before)
 
 
+@pytest.mark.parametrize("sublayer, norm_after", [("mlp", None), ("self_attn", "post_attention_layernorm")])
+def test_adapter_acts_on_the_sublayer_output_before_the_residual_add(tiny, sublayer, norm_after):
+    """Houlsby's placement: layer output = residual + adapter(sublayer output). An adapter applied
+    after the residual addition (Pfeiffer's configuration reads there) gives another output."""
+    model = tiny(layers=1)
+    adapters.add_adapter(model, "h", BottleneckConfig(bottleneck_size=4, targets=(sublayer,)))
+    adapters.set_adapter(model, "h")
+    perturb(model, "h")
+    layer = model.model.layers[0]
+    wrapper = getattr(layer, sublayer)
+    seen = {}
+    wrapper.base_layer.register_forward_hook(
+        lambda m, i, o: seen.update(sub_out=o[0] if isinstance(o, tuple) else o))
+    if norm_after:  # attention: the residual stream after attention is the next norm's input
+        layer.post_attention_layernorm.register_forward_hook(lambda m, i, o: seen.update(after=i[0]))
+        layer.register_forward_pre_hook(lambda m, args, kwargs: seen.update(residual=kwargs.get(
+            "hidden_states", args[0] if args else None)), with_kwargs=True)
+    else:           # mlp: the layer's output; its residual is the post-attention norm's input
+        layer.post_attention_layernorm.register_forward_hook(lambda m, i, o: seen.update(residual=i[0]))
+        layer.register_forward_hook(lambda m, i, o: seen.update(after=o[0] if isinstance(o, tuple) else o))
+    logits(model)
+    adapter = wrapper.adapters["h"]
+    with torch.no_grad():
+        houlsby = seen["residual"] + adapter(seen["sub_out"])
+        after_residual = adapter(seen["residual"] + seen["sub_out"])
+    assert torch.allclose(seen["after"], houlsby, atol=1e-5)
+    assert not torch.allclose(seen["after"], after_residual, atol=1e-3)
+
+
 def test_trains_with_sft_trainer(tiny, tmp_path):
     """The adapter trains under TRL's SFTTrainer like any model, and only it changes."""
     from datasets import Dataset
