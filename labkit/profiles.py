@@ -87,8 +87,6 @@ class Profile:
     rl_lr: float = 5e-5
     rl_beta: float = 0.05                      # KL coefficient
     rl_max_completion: int = 24                # tokens per sampled completion
-    hack_steps: int = 200                      # RL without a KL penalty, pushed past the sweet spot
-    hack_lr: float = 2e-4
     dpo_steps: int = 100
     dpo_lr: float = 5e-5
     dpo_beta: float = 0.1
@@ -136,7 +134,7 @@ PROFILES: dict[str, Profile] = {
                      distill_labeled=8, distill_transfer=8, distill_seeds=2, distill_temperatures=(4.0,),
                      distill_latency_repeats=3,
                      rm_steps=4, rm_batch_size=4, rm_pair_sweep=(8,), rl_steps=2, rl_batch_size=4,
-                     rl_generations=2, rl_max_completion=8, hack_steps=4, dpo_steps=2, judge_prompts=16,
+                     rl_generations=2, rl_max_completion=8, dpo_steps=2, judge_prompts=16,
                      probe_prompts=4, probe_every=2,
                      sweep_steps=2, curve_points=2, curve_examples=8, sft_steps=4, family_counts=(2,),
                      reply_max_new_tokens=8,
