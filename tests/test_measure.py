@@ -1,8 +1,6 @@
 """labkit.measure: time and peak memory of a block, parameter counts, sizes, loss history; the
-training-memory estimate (close to a measured step) and a clear warning when a run won't fit."""
-import os
-import subprocess
-import sys
+training-memory estimate's arithmetic (against measurement: test_memory_estimate.py) and a clear warning when a
+run won't fit."""
 import time
 import warnings
 from pathlib import Path
@@ -210,54 +208,25 @@ def test_the_sampling_fallback_still_sees_a_transient_peak(monkeypatch):
 
 
 # ---- resource guards: the training-memory estimate, and a warning when a run won't fit -------
-# Not conftest's tiny Llama: the estimate is checked against the RSS a real step adds, which must
-# stand well above allocator noise (about 300 MB here; the tiny model's step adds under 1 MB).
-STEP = """
-import sys, torch
-torch.set_num_threads(1)
-from transformers import LlamaConfig, LlamaForCausalLM, Trainer  # noqa: F401 (as in a chapter: the
-# trainer stack is imported before training; without it, RSS grew less during the step: 232 vs 291 MB)
-from labkit.measure import estimate_training_memory_mb, measure
-b, s = 8, 256
-config = LlamaConfig(vocab_size=2048, hidden_size=256, intermediate_size=688, num_hidden_layers=4,
-                     num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=512)
-torch.manual_seed(0)
-model = LlamaForCausalLM(config).train()
-optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-ids = torch.randint(0, 2048, (b, s))
-estimate = estimate_training_memory_mb(model, b, s)
-with measure("one step", device="cpu") as m:   # RSS added on top of the weights already loaded
-    model(input_ids=ids, labels=ids).loss.backward()
-    optimizer.step()
-print(estimate["total"] - estimate["weights"], m.peak_memory_mb)
-"""
-
-
-def test_estimate_is_close_to_a_measured_training_step():
-    """One AdamW step of a 4-layer Llama at batch 8 x 256 tokens, in a fresh process: the estimate
-    of what the step adds (gradients, optimizer state, activations, logits) is within 35% of the
-    measured RSS (it was within 5% when written: 306 MB estimated, 316 MB measured)."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    out = subprocess.run([sys.executable, "-c", STEP], capture_output=True, text=True, env=env, timeout=900)
-    estimated, measured = map(float, out.stdout.split()[-2:])
-    assert 0.65 * measured <= estimated <= 1.35 * measured, (estimated, measured)
-
-
+# The estimate against measured peaks: tests/test_memory_estimate.py.
 def test_estimate_parts_follow_the_arithmetic(tiny_llama):
-    parts = estimate_training_memory_mb(tiny_llama, batch_size=4, seq_len=32)
+    parts = estimate_training_memory_mb(tiny_llama, batch_size=4, seq_len=32, logits="full")
     n = sum(p.numel() for p in tiny_llama.parameters())
     assert parts["weights"] == pytest.approx(n * 4 / 2**20)
     assert parts["gradients"] == pytest.approx(parts["weights"])  # everything trains
     assert parts["optimizer"] == pytest.approx(2 * parts["weights"])  # AdamW: two moments
     assert parts["logits"] == pytest.approx(3 * 4 * 32 * 64 * 4 / 2**20)
-    double_batch = estimate_training_memory_mb(tiny_llama, batch_size=8, seq_len=32)
+    assert parts["baseline"] == measure_module.FRAMEWORK_BASELINE_MB["cpu"]
+    double_batch = estimate_training_memory_mb(tiny_llama, batch_size=8, seq_len=32, logits="full")
     assert double_batch["activations"] == pytest.approx(2 * parts["activations"])
     assert parts["total"] == pytest.approx(sum(v for k, v in parts.items() if k != "total"))
+    lora = estimate_training_memory_mb(tiny_llama, batch_size=4, seq_len=32, method="lora", lora_r=2)
+    assert 0 < lora["gradients"] < parts["gradients"]
+    assert lora["activations"] < parts["activations"]  # frozen projections keep fewer inputs
     for p in tiny_llama.parameters():
-        p.requires_grad_(False)  # a frozen base (adapters): no gradients or optimizer state for it
+        p.requires_grad_(False)  # nothing trains: no gradients, optimizer state or activations
     frozen = estimate_training_memory_mb(tiny_llama, batch_size=4, seq_len=32)
-    assert frozen["gradients"] == frozen["optimizer"] == 0
-    assert frozen["activations"] == parts["activations"]
+    assert frozen["gradients"] == frozen["optimizer"] == frozen["activations"] == 0
 
 
 def test_a_run_that_does_not_fit_warns_with_what_to_change(monkeypatch):
