@@ -31,6 +31,7 @@ from labkit.training import recipe_overrides, recipe_parser, trainer_args
 def make_args(profile, output_dir, assistant_only: bool, **overrides) -> SFTConfig:
     """Chapter 5's arguments (tests/test_recipes.py checks that they equal the notebook's)."""
     chapter = dict(max_steps=profile.sft_steps, learning_rate=profile.sft_lr,
+                   per_device_train_batch_size=profile.sft_batch_size,
                    assistant_only_loss=assistant_only, max_length=256)
     return trainer_args(profile, output_dir, SFTConfig, **(chapter | overrides))
 
