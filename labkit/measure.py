@@ -413,15 +413,20 @@ def estimate_training_memory_mb(model, batch_size: int, seq_len: int, optimizer_
       model's own loss, `transformers.Trainer`), `"chunked"` (TRL's SFTTrainer, which computes
       log-probabilities in tiles of at most 4096 tokens × 4096 vocabulary entries) two such tiles
       and a few values per token;
-    - baseline: what the framework adds besides (`FRAMEWORK_BASELINE_MB`).
+    - temporaries: what a step holds besides the saved tensors (forward temporaries, the
+      activations' gradients during the backward pass, freed memory the allocator keeps), taken
+      as `TEMPORARIES_FACTOR` × what full fine-tuning would save (activations + logits), for every
+      method: fitted once on a CPU run outside the validation cases;
+    - baseline: what the framework adds whatever the model (`FRAMEWORK_BASELINE_MB`, measured).
     `accelerate estimate-memory` counts only weights (and Adam's states on top: ×4 for training)
     from a Hub model: no activations, logits or framework baseline, which is why it is far below a
     measured peak at long sequences and large batches.
 
-    Validated against measured peaks (RSS above the pre-run level on CPU) for full fine-tuning,
-    LoRA and prompt tuning on labworld-base and SmolLM2-135M: tests/test_memory_estimate.py. Model
-    weights loaded before the measured block are not in that RSS: compare it with
-    `total - weights`. Raises ValueError for a config without hidden_size, num_hidden_layers or
+    Validated against measured peaks (RSS above the pre-run level on CPU, fp32, TRL's SFTTrainer)
+    for full fine-tuning, LoRA and prompt tuning on labworld-base and SmolLM2-135M:
+    tests/test_memory_estimate.py; not yet on CUDA, nor in bf16 or 4 bits. Model weights loaded
+    before the measured block are not in that RSS: compare it with `total - weights`. Raises
+    ValueError for a config without hidden_size, num_hidden_layers or
     vocab_size, or an unknown method or precision.
     """
     is_module = isinstance(model, torch.nn.Module)

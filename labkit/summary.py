@@ -637,8 +637,10 @@ def real_scale_memory(
 ):
     """Estimated peak training memory (GB, 1e9 bytes) per method (RECIPES) and model size
     (REAL_MODELS), from `labkit.measure.estimate_training_memory_mb` on meta-device models:
-    weights, gradients and two Adam moments at bf16, activations (Korthikanti et al. 2022) and
-    logits. An estimate that has not been checked against a measurement at these sizes."""
+    weights, gradients and two Adam moments at bf16, the activations autograd saves, logits (TRL's
+    chunked loss), temporaries and the framework's baseline. The estimator is checked against
+    measured peaks at 135M parameters in fp32 on a CPU (tests/test_memory_estimate.py), not at these
+    sizes, in bf16 or on a GPU."""
     import pandas as pd
 
     from .measure import estimate_training_memory_mb

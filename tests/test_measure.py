@@ -1,6 +1,6 @@
 """labkit.measure: time and peak memory of a block, parameter counts, sizes, loss history; the
-training-memory estimate's arithmetic (against measurement: test_memory_estimate.py) and a clear warning when a
-run won't fit."""
+training-memory estimate's arithmetic (against measurement: test_memory_estimate.py) and a clear
+warning when a run won't fit."""
 import time
 import warnings
 from pathlib import Path
