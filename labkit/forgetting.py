@@ -57,11 +57,28 @@ def interpolation_gap(x: Sequence[float], y: Sequence[float], level: float) -> f
     return float(fx[above] - fx[above - 1])
 
 
+def least_forgetting_at(x: Sequence[float], y: Sequence[float], level: float, width: float) -> float:
+    """The least y among the measured points whose x lies in [level, level + width] (x = task
+    accuracy, y = forgetting): how little a method forgot at a point where it had learned about
+    `level`, read off a measured point, with no line drawn between points. NaN when no point
+    lies in that window. Raises ValueError for lists of unequal length or a negative width."""
+    xs, ys = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if xs.shape != ys.shape or xs.ndim != 1 or xs.size == 0 or width < 0:
+        raise ValueError("least_forgetting_at: x and y must be non-empty lists of equal length and "
+                         f"width >= 0, got {xs.shape}, {ys.shape}, width {width}")
+    inside = (xs >= level - 1e-12) & (xs <= level + width + 1e-12)
+    return float(ys[inside].min()) if inside.any() else float("nan")
+
+
 def forgetting_at_matched_accuracy(correct_a, nll_a, correct_b, nll_b, base_nll, tokens, level: float,
-                                   base_correct=None, confidence: float = CONFIDENCE,
+                                   base_correct=None, width: float | None = None,
+                                   confidence: float = CONFIDENCE,
                                    n_resamples: int = N_RESAMPLES, seed: int = 0) -> dict:
     """Method A's perplexity rise minus method B's, each read off its frontier (`frontier_at`)
-    at task accuracy `level`, with a bootstrap interval: claim kwargs.
+    at task accuracy `level` — or, with `width`, at its least-forgetting measured point with
+    accuracy in [level, level + width] (`least_forgetting_at`) — with a bootstrap interval:
+    claim kwargs. With `width`, resamples in which a method has no point in the window are left
+    out of the interval; ValueError when one has none on the full data.
 
     Each method is several runs (e.g. three learning rates). `correct_a`: shape (runs_a, items),
     1.0 where run r answered test item i; `nll_a`: shape (runs_a, docs), per-document summed NLL
@@ -90,12 +107,16 @@ def forgetting_at_matched_accuracy(correct_a, nll_a, correct_b, nll_b, base_nll,
             rise = _perplexity(n[:, docs], t[docs]) - base_ppl
             if bc is not None:
                 acc, rise = np.append(acc, bc[items].mean()), np.append(rise, 0.0)
-            values.append(frontier_at(acc, rise, level))
+            values.append(frontier_at(acc, rise, level) if width is None
+                          else least_forgetting_at(acc, rise, level, width))
         return values[0] - values[1]
 
-    rng = np.random.default_rng(seed)
     n_items, n_docs = ca.shape[1], t.size
+    measured = float(difference(np.arange(n_items), np.arange(n_docs)))
+    if not np.isfinite(measured):
+        raise ValueError(f"a method has no measured point with accuracy in [{level}, {level + width}]")
+    rng = np.random.default_rng(seed)
     samples = np.array([difference(rng.integers(0, n_items, n_items), rng.integers(0, n_docs, n_docs))
                         for _ in range(n_resamples)])
-    return {"measured": float(difference(np.arange(n_items), np.arange(n_docs))),
-            "interval": _interval(samples, confidence), "confidence": confidence, "n": int(n_docs)}
+    return {"measured": measured, "interval": _interval(samples[np.isfinite(samples)], confidence),
+            "confidence": confidence, "n": int(n_docs)}

@@ -32,7 +32,9 @@ DOMAIN = "legal"  # any LabWorld domain with a *_task folder
 def make_args(profile, output_dir, **overrides) -> SFTConfig:
     """Chapter 4's arguments for one full fine-tuning run (tests/test_recipes.py checks that they
     equal the notebook's)."""
-    chapter = dict(max_steps=profile.train_steps, learning_rate=profile.full_ft_lr, max_length=256)
+    chapter = dict(max_steps=profile.train_steps, learning_rate=profile.full_ft_lr,
+                   lr_scheduler_type="constant_with_warmup", warmup_steps=profile.ch4_warmup_steps,
+                   max_length=256)
     return trainer_args(profile, output_dir, SFTConfig, **(chapter | overrides))
 
 

@@ -6,7 +6,12 @@ import math
 import numpy as np
 import pytest
 
-from labkit.forgetting import forgetting_at_matched_accuracy, frontier_at, interpolation_gap
+from labkit.forgetting import (
+    forgetting_at_matched_accuracy,
+    frontier_at,
+    interpolation_gap,
+    least_forgetting_at,
+)
 from labkit.stats import perplexity_difference
 
 
@@ -47,6 +52,17 @@ def test_interpolation_gap_is_the_distance_between_the_frontier_points_read():
         interpolation_gap([0.1, 0.2], [1.0], 0.1)
 
 
+def test_least_forgetting_reads_a_measured_point_in_the_window():
+    # a training curve that passes 0.9 twice: (0.92, 3.0) early, (0.95, 2.0) later;
+    # (1.0, 0.5) lies outside [0.9, 0.98]
+    x, y = [0.0, 0.5, 0.92, 0.85, 0.95, 1.0], [0.0, 1.0, 3.0, 1.5, 2.0, 0.5]
+    assert least_forgetting_at(x, y, 0.9, 0.08) == 2.0  # not 1.5 (below the level), 0.5 (above the window)
+    assert least_forgetting_at(x, y, 0.9, 0.1) == 0.5       # the window's upper edge counts
+    assert least_forgetting_at(x, y, 0.9, 0.0) != least_forgetting_at(x, y, 0.9, 0.0)  # NaN: nothing at 0.9
+    with pytest.raises(ValueError, match="width"):
+        least_forgetting_at(x, y, 0.9, -0.1)
+
+
 def test_forgetting_at_matched_accuracy_finds_the_method_that_forgets_more():
     rng = np.random.default_rng(0)
     items, docs = 200, 100
@@ -70,6 +86,12 @@ def test_forgetting_at_matched_accuracy_finds_the_method_that_forgets_more():
     swapped = forgetting_at_matched_accuracy(b_correct, b_nll, a_correct, a_nll, base_nll, tokens, level=0.6,
                                              base_correct=correct(0.0), n_resamples=300)
     assert swapped["interval"][1] < 0
+    windowed = forgetting_at_matched_accuracy(a_correct, a_nll, b_correct, b_nll, base_nll, tokens,
+                                              level=0.55, width=0.1, n_resamples=300)
+    assert windowed["measured"] > 0 and windowed["interval"][0] > 0
+    with pytest.raises(ValueError, match="no measured point"):
+        forgetting_at_matched_accuracy(a_correct, a_nll, b_correct, b_nll, base_nll, tokens,
+                                       level=0.95, width=0.02)
     with pytest.raises(ValueError, match="same test items"):
         forgetting_at_matched_accuracy(
             a_correct, a_nll, [c[:10] for c in b_correct], b_nll, base_nll, tokens, 0.6
