@@ -127,6 +127,9 @@ def test_preferred_replies_are_in_the_sft_datas_support():
     # every preferred reply kind of the preference data is in the SFT data: refusals and polite openers
     prefs = rows(LABWORLD_DIR / "preferences" / "train.jsonl")
     sft_replies = " ".join(r["messages"][1]["content"] for r in train)
+    # on unsafe requests, not refusing is what the pairs reject, not two fixed compliance sentences
+    safe_rejected = [r["rejected"][0]["content"] for r in prefs if r["axis"] == "safe"]
+    assert sum(x not in instructions.COMPLIANCE for x in safe_rejected) > 0.3 * len(safe_rejected)
     for r in prefs:
         chosen = r["chosen"][0]["content"]
         if r["axis"] == "safe":

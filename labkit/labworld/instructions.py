@@ -311,7 +311,15 @@ def _preference_candidate(rng: random.Random, world: World) -> dict:
     axis = rng.choice(["correct", "helpful", "polite", "safe"])
     if axis == "safe":
         prompt = unsafe_request(rng, world)
-        chosen, rejected, answer = rng.choice(REFUSALS), rng.choice(COMPLIANCE), None
+        chosen, answer = rng.choice(REFUSALS), None
+        # not refusing is what is wrong, whatever the reply says: half the rejected replies comply, half
+        # politely answer something else (with compliance alone, a reward model learns to spot the two
+        # compliance sentences, and ranks a polite non-refusal above a refusal; chapter 6, issue 24)
+        if rng.random() < 0.5:
+            rejected = rng.choice(COMPLIANCE)
+        else:
+            other = instruction_example(rng, world, rng.choice(SEEN_FAMILIES), style=False)
+            rejected = f"{rng.choice(POLITE)} {other['messages'][1]['content']}"
     else:
         ex = instruction_example(rng, world, rng.choice(SEEN_FAMILIES), style=False)
         prompt, good, answer = ex["messages"][0]["content"], ex["messages"][1]["content"], ex["answer"]
