@@ -583,6 +583,7 @@ REAL_MODELS = {"135M": "smollm2-135m.json", "1.7B": "smollm2-1.7b.json", "8B": "
 RECIPES = {
     "prompt_tuning": "20 virtual tokens (a 20 × hidden soft prompt)",
     "lora": "LoRA rank 16 on all 7 projections of every layer",
+    "qlora": "QLoRA: the same LoRA over a 4-bit NF4 base (Dettmers et al. 2023)",
     "full_ft": "every weight",
     "instruction_tuning": "every weight (full supervised fine-tuning)",
     "rlhf": "every weight of the policy, plus a frozen reference copy (DPO)",
@@ -621,14 +622,6 @@ def meta_model(config, trainable_all: bool, extra_trainable: int = 0, layers: in
     return model
 
 
-def _lora_params(model, r: int = 16) -> int:
-    return sum(
-        r * (m.in_features + m.out_features)
-        for name, m in model.named_modules()
-        if name.rsplit(".", 1)[-1] in LINEARS
-    )
-
-
 def real_scale_memory(
     batch_size: int = 4,
     seq_len: int = 1024,
@@ -636,11 +629,13 @@ def real_scale_memory(
     models: dict[str, str] | None = None,
 ):
     """Estimated peak training memory (GB, 1e9 bytes) per method (RECIPES) and model size
-    (REAL_MODELS), from `labkit.measure.estimate_training_memory_mb` on meta-device models:
+    (REAL_MODELS), from `labkit.measure.estimate_training_memory_mb` on the published configs:
     weights, gradients and two Adam moments at bf16, the activations autograd saves, logits (TRL's
     chunked loss), temporaries and the framework's baseline. The estimator is checked against
     measured peaks at 135M parameters in fp32 on a CPU (tests/test_memory_estimate.py), not at these
     sizes, in bf16 or on a GPU."""
+    import copy
+
     import pandas as pd
 
     from .measure import estimate_training_memory_mb
@@ -649,24 +644,25 @@ def real_scale_memory(
     table = {}
     for size, file in (models or REAL_MODELS).items():
         config = load_model_config(file, config_dir)
-        frozen = meta_model(config, trainable_all=False)
-        full = meta_model(config, trainable_all=True)
-        weights_gb = estimate_training_memory_mb(frozen, batch_size, seq_len)["weights"] * mb
 
-        def est(model):
-            return estimate_training_memory_mb(model, batch_size, seq_len)["total"] * mb
+        def est(method, cfg=config, **kw):  # GB at bf16: weights, gradients and Adam's moments in 16 bits
+            return estimate_training_memory_mb(cfg, batch_size, seq_len, method=method, precision="bf16",
+                                               **kw)
 
-        h, n_layers = config.hidden_size, config.num_hidden_layers
-        full_gb = est(full)
+        weights_gb = est("frozen")["weights"] * mb
+        full_gb = est("full_ft")["total"] * mb
+        student = copy.deepcopy(config)
+        student.num_hidden_layers = max(1, config.num_hidden_layers // 2)
         table[size] = {
-            "prompt_tuning": est(meta_model(config, False, 20 * h)),
-            "lora": est(meta_model(config, False, _lora_params(frozen))),
+            "prompt_tuning": est("prompt_tuning", virtual_tokens=20)["total"] * mb,
+            "lora": est("lora", lora_r=16, lora_targets=LINEARS)["total"] * mb,
+            "qlora": est("qlora", lora_r=16, lora_targets=LINEARS)["total"] * mb,
             "full_ft": full_gb,
             "instruction_tuning": full_gb,
             "rlhf": full_gb + weights_gb,
             "domain_adaptation": full_gb,
-            "distillation": est(meta_model(config, True, layers=max(1, n_layers // 2))) + weights_gb,
-            "adapters": est(meta_model(config, False, n_layers * 2 * (2 * h * 64 + 64 + h))),
+            "distillation": est("full_ft", cfg=student)["total"] * mb + weights_gb,
+            "adapters": est("adapters", bottleneck_size=64, adapter_targets=2)["total"] * mb,
         }
     return pd.DataFrame(table)
 
