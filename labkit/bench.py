@@ -34,6 +34,12 @@ References, measured in the same process:
   = 6 × parameters × tokens/s ÷ that peak (the 6N rule of Kaplan et al. 2020: forward 2N, backward
   4N FLOPs per token; attention's own FLOPs are left out).
 
+A third reference, `full_ft_trainer`: full fine-tuning under `transformers.Trainer` with the model's
+own loss (not a method of the lab): it separates the Trainer's own cost from that of TRL's
+SFTTrainer, whose loss is a fused, chunked LM head that also computes entropy and top-1 accuracy.
+The bare loop runs twice, first and last, and its timed steps are pooled: on a shared machine the
+load drifts while the bench runs.
+
 The file `results/<profile>/bench.json` (another model: `bench-<model>.json`) follows the results
 contract (labkit/schema/results.schema.json): one run per method plus the bare loop, the numbers
 above as metrics, and one claim: full fine-tuning's throughput is at least 0.9 × the bare loop's.
