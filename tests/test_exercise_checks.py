@@ -280,7 +280,8 @@ def test_ch5_held_out_gain_per_family():
              "new template": {"correct": [1.0, 0.0]}}
     ns = dict(CHECKS, np=np, pd=pd, seen_families=seen, held_out_families=held, test_seen=test_seen,
               test_held_all=test_held_all, test_template=test_seen, before=before, after=after,
-              CONTROL_FAMILY="larger_number", probe={"capital": [1.0], "first_word": [1.0], "larger_number": [0.0]})
+              CONTROL_FAMILY="larger_number",
+              probe={"capital": [1.0], "first_word": [1.0], "larger_number": [0.0]})
     nb = json.loads((NOTEBOOKS / "05_instruction_tuning.ipynb").read_text())
     table_cell = next("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"
                       and "family_table = " in "".join(c["source"]))
