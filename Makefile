@@ -48,7 +48,14 @@ $(STAMP): pyproject.toml
 	fi
 	@# Pin torch to what is installed, so installing the lab never replaces it (e.g. a CUDA build).
 	$(BIN)/python -c "import torch; print('torch==' + torch.__version__)" > $(VENV)/torch-constraint.txt
-	$(BIN)/python -m pip install -c $(VENV)/torch-constraint.txt -e ".[dev]"
+	@# The lab's ~150 packages through uv (about 15 s here, against about 3 minutes with pip),
+	@# falling back to pip where uv cannot be installed or fails. torch stays pip's: uv does not
+	@# see the local CPU wheel, and the constraint keeps the installed build.
+	@if $(BIN)/python -m pip install -q uv && $(BIN)/python -m uv pip install --python $(BIN)/python \
+	    -c $(VENV)/torch-constraint.txt -e ".[dev]"; then :; else \
+	  echo "uv unavailable or failed: installing with pip"; \
+	  $(BIN)/python -m pip install -c $(VENV)/torch-constraint.txt -e ".[dev]"; \
+	fi
 	@touch $@
 
 test: setup real-model
