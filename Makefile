@@ -1,5 +1,5 @@
 # LLM Tuning Lab. Every target sets itself up: it creates .venv if missing and installs
-# torch, then the lab (`pip install -e .[dev]`); once installed, that step is skipped until
+# torch with pip, then the lab (`uv pip install -e .[dev]`, pip if uv fails); once installed, that step is skipped until
 # pyproject.toml changes.
 #
 #   make book   run every notebook (default profile) and build the HTML book into _build/html
