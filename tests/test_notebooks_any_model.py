@@ -56,5 +56,10 @@ def test_notebook_runs_on_another_model(notebook, other_model_dir, workdir):
     assert not [r["name"] for r in runs if r["base_model"] == EMBEDDED_MODEL], \
         f"{notebook.name}: runs record {EMBEDDED_MODEL} although {other_model_dir.name} was loaded"
     ours = [r for r in runs if r["base_model"] == other_model_dir.name]
+    if notebook.stem == "06_rlhf":  # every run starts from chapter 5's policy, tuned from the loaded model
+        policy = [r for r in runs if r["base_model"] == "sft-policy" and r.get("base_model_sha256")]
+        assert len(policy) == len(runs), f"{notebook.name}: runs that do not start from chapter 5's policy"
+        ours = [r for r in json.loads((results_dir / "smoke" / "05_instruction_tuning.json").read_text())["runs"]
+                if r["base_model"] == other_model_dir.name]
     assert ours and all(r.get("base_model_sha256") == sha for r in ours), \
         f"{notebook.name}: no run records {other_model_dir.name} with the SHA-256 of its weights"
