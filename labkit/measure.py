@@ -505,6 +505,19 @@ def estimate_training_memory_mb(model, batch_size: int, seq_len: int, optimizer_
     return parts
 
 
+
+def comparable_estimate_mb(estimate: dict, memory_kind: str) -> float:
+    """The part of an `estimate_training_memory_mb` result (MB) that `measure` reports as a run's
+    peak of `memory_kind` (see this module's docstring): on CUDA ("cuda_max_allocated", counted
+    from zero) the whole estimate; as CPU RSS ("cpu_rss", above the RSS before the block) the
+    estimate less the weights, which were in memory before the run began. Chapter 3 prints it
+    beside each run's measured peak. Raises ValueError for another kind (e.g. "none")."""
+    if memory_kind == "cuda_max_allocated":
+        return estimate["total"]
+    if memory_kind == "cpu_rss":
+        return estimate["total"] - estimate["weights"]
+    raise ValueError(f"no estimate is comparable with memory_kind={memory_kind!r}")
+
 def available_memory_mb(device: torch.device | str | None = None) -> float:
     """Free memory on `device` (default: CUDA if available, else the CPU's RAM), in MB."""
     kind = (torch.device(device).type if device is not None

@@ -261,3 +261,14 @@ def test_record_run_reads_the_trainer_and_counts_only_what_trained(tiny_llama):
     assert (
         evaluation["trainable_params"] == 0 and "steps" not in evaluation and "loss_history" not in evaluation
     )
+
+
+def test_comparable_estimate_follows_what_measure_counts():
+    """CPU RSS is counted above the loaded weights, CUDA from zero: a swapped rule fails here."""
+    from labkit.measure import comparable_estimate_mb
+
+    est = {"weights": 100.0, "gradients": 100.0, "optimizer": 200.0, "total": 400.0}
+    assert comparable_estimate_mb(est, "cpu_rss") == 300.0
+    assert comparable_estimate_mb(est, "cuda_max_allocated") == 400.0
+    with pytest.raises(ValueError):
+        comparable_estimate_mb(est, "none")

@@ -59,7 +59,7 @@ def test_notebook_runs_on_another_model(notebook, other_model_dir, workdir):
     if notebook.stem == "06_rlhf":  # every run starts from chapter 5's policy, tuned from the loaded model
         policy = [r for r in runs if r["base_model"] == "sft-policy" and r.get("base_model_sha256")]
         assert len(policy) == len(runs), f"{notebook.name}: runs that do not start from chapter 5's policy"
-        ours = [r for r in json.loads((results_dir / "smoke" / "05_instruction_tuning.json").read_text())["runs"]
-                if r["base_model"] == other_model_dir.name]
+        chapter_5 = json.loads((results_dir / "smoke" / "05_instruction_tuning.json").read_text())
+        ours = [r for r in chapter_5["runs"] if r["base_model"] == other_model_dir.name]
     assert ours and all(r.get("base_model_sha256") == sha for r in ours), \
         f"{notebook.name}: no run records {other_model_dir.name} with the SHA-256 of its weights"
