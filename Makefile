@@ -1,6 +1,6 @@
 # LLM Tuning Lab. Every target sets itself up: it creates .venv if missing and installs
-# torch with pip, then the lab (`uv pip install -e .[dev]`, pip if uv fails); once installed, that step is skipped until
-# pyproject.toml changes.
+# torch with pip, then the lab (`uv pip install -e .[dev]`, pip if uv fails); once installed,
+# that step is skipped until pyproject.toml changes.
 #
 #   make book   run every notebook (default profile) and build the HTML book into _build/html
 #   make test   lint (ruff), unit tests + every notebook under nbmake, in the smoke profile
@@ -48,7 +48,7 @@ $(STAMP): pyproject.toml
 	fi
 	@# Pin torch to what is installed, so installing the lab never replaces it (e.g. a CUDA build).
 	$(BIN)/python -c "import torch; print('torch==' + torch.__version__)" > $(VENV)/torch-constraint.txt
-	@# The lab's ~150 packages through uv (about 15 s here, against about 3 minutes with pip),
+	@# The lab's ~190 packages through uv (about 15 s here, against about 3 minutes with pip),
 	@# falling back to pip where uv cannot be installed or fails. torch stays pip's: uv does not
 	@# see the local CPU wheel, and the constraint keeps the installed build.
 	@if $(BIN)/python -m pip install -q uv && $(BIN)/python -m uv pip install --python $(BIN)/python \

@@ -269,13 +269,18 @@ class Results:
         self._headline = decl
         return decl
 
-    def verdict(self, id: str) -> str:
-        """One claim as a phrase for a chapter's summary, e.g.
-        "+0.42 (95% interval +0.31 to +0.53, n=100): holds". Raises KeyError for an unknown id."""
+    def claim_record(self, id: str) -> dict:
+        """The recorded entry of claim `id` (its `holds`, `measured`, `interval`, `n`, ...), for a
+        summary that explains a verdict. Raises KeyError for an unknown id."""
         found = [c for c in self.claims if c["id"] == id]
         if not found:
             raise KeyError(f"no claim {id!r}; recorded: {', '.join(c['id'] for c in self.claims)}")
-        c = found[0]
+        return found[0]
+
+    def verdict(self, id: str) -> str:
+        """One claim as a phrase for a chapter's summary, e.g.
+        "+0.42 (95% interval +0.31 to +0.53, n=100): holds". Raises KeyError for an unknown id."""
+        c = self.claim_record(id)
         value = "n/a" if c["measured"] is None else f"{c['measured']:+.3g}"
         extra = ""
         if "interval" in c:

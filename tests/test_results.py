@@ -227,3 +227,12 @@ def test_a_truncated_results_file_is_named(tmp_path):
     with pytest.raises(ResultsError, match=r"03_lora\.json: not valid JSON .* re-run its notebook"):
         load_results("smoke", tmp_path)
 
+
+
+def test_claim_record_returns_the_entry_and_names_unknown_ids():
+    r = Results("00_x", "x", "smoke")
+    r.claim("a", "A", 1.0, 0.0, ">")
+    r.claim("b", "B", -1.0, 0.0, ">")
+    assert r.claim_record("b")["holds"] is False and r.claim_record("a")["holds"] is True
+    with pytest.raises(KeyError, match="recorded: a, b"):
+        r.claim_record("c")
