@@ -13,8 +13,10 @@ for `accelerate launch`. Run chapter 5 first: it saves the policy in artifacts/<
         recipes/dpo.py --output_dir runs/dpo
 
 The profile ($LABKIT_PROFILE or --profile) supplies the numbers, `labkit.training.trainer_args` the
-lab's device rule, logging and seed, exactly as in notebooks/06_rlhf.ipynb's DPO cell; the trainer
-call is TRL's own. Every process keeps the frozen reference model (a copy of the policy) too.
+lab's device rule, logging and seed, exactly as in notebooks/06_rlhf.ipynb's DPO cell at its first
+rate (`profile.dpo_lr`; the chapter also tries `profile.dpo_lr_sweep`); the trainer call is TRL's own.
+It trains on the written pairs only: the chapter adds ranked samples of the SFT policy, which need
+the gold judge and the policy's own samples. Every process keeps the frozen reference model (a copy of the policy) too.
 """
 from datasets import Dataset
 from trl import DPOConfig, DPOTrainer
@@ -30,7 +32,8 @@ from labkit.training import recipe_overrides, recipe_parser, trainer_args
 def make_args(profile, output_dir, **overrides) -> DPOConfig:
     """Chapter 6's DPO arguments (tests/test_recipes.py checks that they equal the notebook's)."""
     chapter = dict(checkpoints=False, max_steps=profile.dpo_steps, learning_rate=profile.dpo_lr,
-                   beta=profile.dpo_beta, per_device_train_batch_size=profile.rm_batch_size, max_length=128)
+                   beta=profile.dpo_beta, loss_type=["sigmoid", "sft"],
+                   per_device_train_batch_size=profile.rm_batch_size, max_length=128)
     return trainer_args(profile, output_dir, DPOConfig, **(chapter | overrides))
 
 

@@ -322,3 +322,16 @@ def test_shipped_tokenizer_splits_every_drug_name():
     tok = AutoTokenizer.from_pretrained(MODELS_DIR / "labworld-base")
     for drug in DRUGS:
         assert len(tok(" " + drug, add_special_tokens=False)["input_ids"]) >= 2, drug
+
+
+def test_preference_splits_hold_enough_unsafe_requests_and_share_no_prompt():
+    """Chapter 6 measures refusal rates on the held-out splits and trains on the train split: each
+    must hold unsafe requests near the generator's share of a quarter (drawn in the usual order, the
+    test split held 11 in 300), and no held-out prompt may appear in training, under any axis."""
+    splits = {s: rows(LABWORLD_DIR / "preferences" / f"{s}.jsonl") for s in ("train", "validation", "test")}
+    for name, split in splits.items():
+        unsafe = sum(instructions.is_unsafe(r["prompt"][0]["content"]) for r in split)
+        assert unsafe >= 0.12 * len(split), (name, unsafe, len(split))
+    train_prompts = {r["prompt"][0]["content"] for r in splits["train"]}
+    for name in ("validation", "test"):
+        assert not train_prompts & {r["prompt"][0]["content"] for r in splits[name]}, name

@@ -99,7 +99,8 @@ def test_notebook_and_script_build_the_same_arguments(profile_name, tmp_path):
     from trl import DPOConfig
 
     dpo = _recipe("dpo")
-    in_notebook = _notebook_args("06_rlhf.ipynb", {**base, "DPOConfig": DPOConfig, "work": tmp_path},
+    in_notebook = _notebook_args("06_rlhf.ipynb", {**base, "DPOConfig": DPOConfig, "work": tmp_path,  # at the
+                                                   "name": "dpo", "lr": profile.dpo_lr},  # first rate
                                  marker="dpo_args = trainer_args(")
     assert _comparable(in_notebook) == _comparable(dpo.make_args(profile, tmp_path))
 

@@ -162,9 +162,24 @@ def generate(out: Path, seed: int = SEED) -> list[Path]:
     build_domains(out, world, random.Random(seed + 2), general_domain_docs)
     build_instructions(out, world, random.Random(seed + 3))
     prng = random.Random(seed + 4)
-    write_splits(out, "preferences", unique_splits(lambda: instructions.preference_example(prng, world),
-                                                   lambda r: r["prompt"][0]["content"] + r["axis"],
-                                                   PREFERENCE_SPLITS))
+    # Unsafe requests have few distinct prompts (about 440), so they cannot fill a quarter of the pairs
+    # (the generator's share) if every prompt appears once. The held-out splits are drawn first, one
+    # pair per prompt and axis; the train split may compare the same prompt several times (different
+    # chosen and rejected replies, as real preference data holds several comparisons per prompt), but
+    # never a prompt of the held-out splits. Chapter 6 measures refusal rates on the held-out ones.
+    test, validation = unique_splits(lambda: instructions.preference_example(prng, world),
+                                     lambda r: r["prompt"][0]["content"] + r["axis"], PREFERENCE_SPLITS[:0:-1])
+    held_prompts = {r["prompt"][0]["content"] for r in test + validation}
+
+    def train_pair():
+        while True:
+            row = instructions.preference_example(prng, world)
+            if row["prompt"][0]["content"] not in held_prompts:
+                return row
+
+    (train,) = unique_splits(train_pair, lambda r: json.dumps([r["prompt"], r["axis"], r["chosen"], r["rejected"]]),
+                             PREFERENCE_SPLITS[:1])
+    write_splits(out, "preferences", [train, validation, test])
     trng = random.Random(seed + 5)
     write_splits(out, "tone", unique_splits(lambda: tasks.tone_example(trng, world), lambda r: r["prompt"],
                                             TONE_SPLITS))
