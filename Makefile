@@ -50,9 +50,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -c "import torch; print('torch==' + torch.__version__)" > $(VENV)/torch-constraint.txt
 	@# The lab's ~190 packages through uv (about 15 s here, against about 3 minutes with pip),
 	@# falling back to pip where uv cannot be installed or fails. torch stays pip's: uv does not
-	@# see the local CPU wheel, and the constraint keeps the installed build.
+	@# see the local CPU wheel, and the constraint keeps the installed build. --compile-bytecode
+	@# writes the .pyc files pip writes by default: without them every Python process (each
+	@# notebook kernel, test subprocess, doctor) compiles transformers, trl, peft, ... again when
+	@# PYTHONDONTWRITEBYTECODE is set, about 3 s of CPU per process (issue 28's make test budget).
 	@if $(BIN)/python -m pip install -q uv && $(BIN)/python -m uv pip install --python $(BIN)/python \
-	    -c $(VENV)/torch-constraint.txt -e ".[dev]"; then :; else \
+	    --compile-bytecode -c $(VENV)/torch-constraint.txt -e ".[dev]"; then :; else \
 	  echo "uv unavailable or failed: installing with pip"; \
 	  $(BIN)/python -m pip install -c $(VENV)/torch-constraint.txt -e ".[dev]"; \
 	fi

@@ -23,3 +23,15 @@ def test_make_test_distributes_by_scope():
     """The scheduler hook acts only under --dist loadscope: the Makefile must ask for it."""
     recipe = re.search(r"^test:.*?(?=^\S)", (ROOT / "Makefile").read_text(), re.S | re.M).group(0)
     assert "-n $(TEST_WORKERS) --dist loadscope" in recipe and "OMP_NUM_THREADS=1" in recipe
+
+
+def test_every_heavy_prefix_names_a_test_and_orders_only_those():
+    """Each HEAVY entry (handed out first, conftest.py) still names a test function in its file, and
+    the ordering puts HEAVY tests first in HEAVY's order while the chains keep theirs."""
+    for prefix in root_conftest.HEAVY:
+        path, name = prefix.split("::")
+        assert re.search(rf"^def {re.escape(name)}", (ROOT / path).read_text(), re.M), prefix
+    ids = ["notebooks/05_a.ipynb::05_a.ipynb", "tests/test_stats.py::test_x",
+           "notebooks/06_b.ipynb::06_b.ipynb", root_conftest.HEAVY[1] + "[p]", root_conftest.HEAVY[0]]
+    ordered = sorted(ids, key=root_conftest.heavy_rank)
+    assert ordered == [ids[4], ids[3], ids[0], ids[1], ids[2]]
