@@ -126,6 +126,7 @@ class Profile:
     sft_batch_size: int = 8        # chapter 5: conversations per step
     family_counts: tuple[int, ...] = (1, 3, 6)  # chapter 5: mixtures smaller than "all seen families"
     sft_family_orders: int = 1     # chapter 5: random family orders per mixture size (the curve's mean)
+    sft_seeds: int = 2             # chapter 5: training seeds of the all-families run (held-out gain)
     # chapter 10: a real open model (SmolLM2-135M-Instruct), tens of seconds per step on a laptop CPU
     real_eval_examples: int = 40               # word problems / entity sentences scored per strategy
     real_train_steps: int = 24                 # LoRA steps (about 10 s each on 2 CPU cores)

@@ -92,7 +92,7 @@ def test_notebook_and_script_build_the_same_arguments(profile_name, tmp_path):
 
     sft = _recipe("sft")
     for assistant_only in (True, False):
-        namespace = {**base, "assistant_only": assistant_only}
+        namespace = {**base, "assistant_only": assistant_only, "seed": profile.seed}
         in_notebook = _notebook_args("05_instruction_tuning.ipynb", namespace, marker="def tune(")
         assert _comparable(in_notebook) == _comparable(sft.make_args(profile, tmp_path, assistant_only))
 
