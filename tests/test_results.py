@@ -2,6 +2,8 @@
 files keep each claim's truth (non-finite numbers, older schema versions, edited verdicts)."""
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import jsonschema
@@ -236,3 +238,16 @@ def test_claim_record_returns_the_entry_and_names_unknown_ids():
     assert r.claim_record("b")["holds"] is False and r.claim_record("a")["holds"] is True
     with pytest.raises(KeyError, match="recorded: a, b"):
         r.claim_record("c")
+
+
+def test_a_kernel_imports_jsonschema_without_the_iri_parsers_and_still_validates():
+    """labkit.results imports jsonschema without rfc3987_syntax (1.3 s of Earley parsers per kernel,
+    for a format the schema does not use); the schema still refuses a bad document, and a later
+    `import rfc3987_syntax` still works."""
+    code = ("import sys, labkit.results as r\n"
+            "assert 'rfc3987_syntax' not in sys.modules, 'rfc3987_syntax was imported'\n"
+            "try:\n    r.validate({'schema_version': 1})\nexcept r.ResultsError:\n    pass\n"
+            "else:\n    raise SystemExit('a bad document passed')\n"
+            "import rfc3987_syntax\nprint('ok')")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-2000:]
