@@ -83,6 +83,10 @@ def problems(root: Path, build_dir: Path, results_dir: Path, profile: str,
              notes: list[str] | None = None) -> dict[Path, list[str]]:
     """{notebook: [what is missing]} for every notebook of the book that did not run to the end.
     A chapter that ran and skipped itself (it prints why) needs no results file; `notes` gets a line."""
+    sys.path.insert(0, str(ROOT))
+    from labkit.fastimport import jsonschema
+
+    jsonschema()  # before nbformat imports it: without rfc3987_syntax's 1.3 s of parsers
     import nbformat
     from jupyter_cache import get_cache
 

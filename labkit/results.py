@@ -15,29 +15,17 @@ import json
 import math
 import operator
 import os
-import sys
 import tempfile
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-if "jsonschema" in sys.modules or "rfc3987_syntax" in sys.modules:
-    import jsonschema
-else:
-    # jsonschema imports every format checker it can when it is imported, and rfc3987_syntax
-    # (installed by Jupyter's jsonschema[format-nongpl]) builds ~35 Earley parsers on import:
-    # 1.3 s of every kernel's start (python-jsonschema/jsonschema#1428), for the "iri" formats,
-    # which the results schema does not use and `validate` does not check (no format checker).
-    # jsonschema is imported without it; a later `import rfc3987_syntax` works as usual.
-    sys.modules["rfc3987_syntax"] = None  # type: ignore[assignment]  # ImportError: skipped
-    try:
-        import jsonschema
-    finally:
-        del sys.modules["rfc3987_syntax"]
-
 from . import paths
+from .fastimport import jsonschema as _jsonschema
 from .profiles import Profile
 from .runtime import environment
+
+jsonschema = _jsonschema()  # without rfc3987_syntax's parsers (labkit/fastimport.py)
 
 SCHEMA_VERSION = 1
 HEADLINE_FIELDS = {"run", "metric", "before", "claim", "higher_is_better"}
