@@ -145,7 +145,7 @@ class Profile:
 # Presets hold only what differs from the defaults above.
 PROFILES: dict[str, Profile] = {
     "smoke": Profile("smoke", train_steps=4, batch_size=2, eval_examples=8, checkpoints_per_run=0,
-                     pretrain_demo_steps=4, pretrain_demo_docs=300, shots=(0, 3),
+                     pretrain_demo_steps=2, pretrain_demo_docs=300, shots=(0, 3),
                      virtual_tokens=4, virtual_token_sweep=(4,), lora_ranks=(4,), lora_steps=4,
                      latency_repeats=3, adapter_steps=4, adapter_lrs=(1e-2,), adapter_lora_ranks=(1, 2),
                      adapter_seeds=(0, 1), adapter_warmup_steps=1,
