@@ -86,10 +86,11 @@ class Profile:
     distill_temperatures: tuple[float, ...] = (1.0, 4.0)  # the sweep's other temperatures (first seed)
     distill_alpha: float = 0.5                 # weight of the soft (teacher) loss; 1 - alpha on hard labels
     distill_latency_repeats: int = 25          # timed generations per model and batch size, in turns
-    # chapter 6. First cpu build with ranked samples (1 thread, loaded: 13.5 min): reward model 0.957 on held-out
-    # pairs; RLOO at lr 2e-5 / 4e-5 (beta 0.05): win rate 0.625 / 0.637, KL 0.68 / 1.64, reward-model score 2.03 /
-    # 2.50, gold 0.143 / 0.120, refusals 0; beta 0 at 2e-5 was RLOO's twin (beta x KL = 0.03 reward units never
-    # bound); DPO at 5e-5 / 1e-4: win rate 0.695 / 0.778, refusals 0.16 / 0.65. So RLOO sweeps beta at 4e-5.
+    # chapter 6. First cpu build with ranked samples (1 thread, loaded: 13.5 min): reward model 0.957 on
+    # held-out pairs; RLOO at lr 2e-5 / 4e-5 (beta 0.05): win rate 0.625 / 0.637, KL 0.68 / 1.64,
+    # reward-model score 2.03 / 2.50, gold 0.143 / 0.120, refusals 0; beta 0 at 2e-5 was RLOO's twin
+    # (beta x KL = 0.03 reward units never bound); DPO at 5e-5 / 1e-4: win rate 0.695 / 0.778, refusals
+    # 0.16 / 0.65. So RLOO sweeps beta at 4e-5.
     rm_steps: int = 150                        # reward model steps (written pairs + ranked samples)
     rm_batch_size: int = 16                    # preference pairs per step
     rm_lr: float = 1e-3

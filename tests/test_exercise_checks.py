@@ -296,20 +296,26 @@ def test_ch5_held_out_gain_per_family():
 
 def test_ch6_dpo_loss_by_hand():
     """Stand-in models: reply_logprob looks up each (model, reply) log-probability; the trainer's
-    loss is the DPO loss worked out by hand: -log sigmoid(beta * margin)."""
-    logp = {("policy", "c"): -4.0, ("sft", "c"): -5.0, ("policy", "r"): -6.0, ("sft", "r"): -5.5}
+    loss is chapter 6's DPO loss worked out by hand: -log sigmoid(beta * margin) plus the SFT term,
+    the chosen reply's mean token negative log-likelihood (trl's loss_type=["sigmoid", "sft"])."""
+    chosen, rejected = ("c1", "c2"), ("r1",)  # token ids: the chosen reply has two tokens
+    logp = {("policy", chosen): -4.0, ("sft", chosen): -5.0,
+            ("policy", rejected): -6.0, ("sft", rejected): -5.5}
     beta = 0.1
     margin = (-4.0 - -5.0) - (-6.0 - -5.5)                           # 1.5
-    trainer_loss = math.log1p(math.exp(-beta * margin))
+    nll = 4.0 / len(chosen)                                          # mean over the chosen tokens
+    trainer_loss = math.log1p(math.exp(-beta * margin)) + nll
     trainer = SimpleNamespace(train_dataset=SimpleNamespace(select=lambda rows: rows),
                               evaluate=lambda eval_dataset: {"eval_loss": trainer_loss})
-    ns = dict(CHECKS, one_pair={"prompt_ids": "p", "chosen_ids": "c", "rejected_ids": "r"},
+    ns = dict(CHECKS, one_pair={"prompt_ids": "p", "chosen_ids": chosen, "rejected_ids": rejected},
               reply_logprob=lambda model, prompt_ids, reply_ids: logp[model, reply_ids],
               dpo_policy="policy", sft="sft", profile=SimpleNamespace(dpo_beta=beta), dpo_trainer=trainer)
     run_check(CH6, 0, solve(CH6, 0, ns))
-    assert fails(CH6, 0, {**ns, "my_dpo_loss": math.log1p(math.exp(-margin))})       # no beta
-    assert fails(CH6, 0, {**ns, "my_dpo_loss": math.log1p(math.exp(-beta * 2.0))})   # no reference
-    assert fails(CH6, 0, {**ns, "my_dpo_loss": math.log1p(math.exp(beta * margin))})  # replies swapped
+    assert fails(CH6, 0, {**ns, "my_dpo_loss": math.log1p(math.exp(-margin)) + nll})       # no beta
+    assert fails(CH6, 0, {**ns, "my_dpo_loss": math.log1p(math.exp(-beta * 2.0)) + nll})   # no reference
+    assert fails(CH6, 0, {**ns, "my_dpo_loss": math.log1p(math.exp(beta * margin)) + nll})  # replies swapped
+    assert fails(CH6, 0, {**ns, "my_dpo_loss": math.log1p(math.exp(-beta * margin))})       # no SFT term
+    assert fails(CH6, 0, {**ns, "my_dpo_loss": math.log1p(math.exp(-beta * margin)) + 4.0})  # sum, not mean
 
 
 def test_ch6_leave_one_out_advantages():

@@ -168,7 +168,8 @@ def generate(out: Path, seed: int = SEED) -> list[Path]:
     # chosen and rejected replies, as real preference data holds several comparisons per prompt), but
     # never a prompt of the held-out splits. Chapter 6 measures refusal rates on the held-out ones.
     test, validation = unique_splits(lambda: instructions.preference_example(prng, world),
-                                     lambda r: r["prompt"][0]["content"] + r["axis"], PREFERENCE_SPLITS[:0:-1])
+                                     lambda r: r["prompt"][0]["content"] + r["axis"],
+                                     PREFERENCE_SPLITS[:0:-1])
     held_prompts = {r["prompt"][0]["content"] for r in test + validation}
 
     def train_pair():
@@ -177,7 +178,8 @@ def generate(out: Path, seed: int = SEED) -> list[Path]:
             if row["prompt"][0]["content"] not in held_prompts:
                 return row
 
-    (train,) = unique_splits(train_pair, lambda r: json.dumps([r["prompt"], r["axis"], r["chosen"], r["rejected"]]),
+    (train,) = unique_splits(train_pair,
+                             lambda r: json.dumps([r["prompt"], r["axis"], r["chosen"], r["rejected"]]),
                              PREFERENCE_SPLITS[:1])
     write_splits(out, "preferences", [train, validation, test])
     trng = random.Random(seed + 5)
