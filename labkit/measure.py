@@ -505,7 +505,6 @@ def estimate_training_memory_mb(model, batch_size: int, seq_len: int, optimizer_
     return parts
 
 
-
 def comparable_estimate_mb(estimate: dict, memory_kind: str) -> float:
     """The part of an `estimate_training_memory_mb` result (MB) that `measure` reports as a run's
     peak of `memory_kind` (see this module's docstring): on CUDA ("cuda_max_allocated", counted
@@ -517,6 +516,7 @@ def comparable_estimate_mb(estimate: dict, memory_kind: str) -> float:
     if memory_kind == "cpu_rss":
         return estimate["total"] - estimate["weights"]
     raise ValueError(f"no estimate is comparable with memory_kind={memory_kind!r}")
+
 
 def available_memory_mb(device: torch.device | str | None = None) -> float:
     """Free memory on `device` (default: CUDA if available, else the CPU's RAM), in MB."""

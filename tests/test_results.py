@@ -230,7 +230,6 @@ def test_a_truncated_results_file_is_named(tmp_path):
         load_results("smoke", tmp_path)
 
 
-
 def test_claim_record_returns_the_entry_and_names_unknown_ids():
     r = Results("00_x", "x", "smoke")
     r.claim("a", "A", 1.0, 0.0, ">")
