@@ -4,7 +4,8 @@ Two chains of notebooks must each run in order on one worker: the lab's notebook
 (chapter 6 loads the policy chapter 5 saved; the summary reads every chapter's results file),
 and the same notebooks on another model (tests/test_notebooks_any_model.py, whose runs share one
 folder). Each chain is one scope of xdist's LoadScopeScheduling; every other test is a scope of
-its own, spread over the workers around the chains. (`--dist loadgroup` with `xdist_group`
+its own (or, for the tests that share one costly fixture, `SHARED`, one scope per fixture),
+spread over the workers around the chains. (`--dist loadgroup` with `xdist_group`
 marks would say the same, but it silently stops grouping on pytest 9.2: pytest-xdist#1386.)
 Without xdist (`TEST_WORKERS=0`, or plain `pytest`) nothing here runs.
 
@@ -42,6 +43,19 @@ def heavy_rank(nodeid: str) -> int:
     return next((i for i, prefix in enumerate(HEAVY) if nodeid.startswith(prefix)), len(HEAVY))
 
 
+# Tests that share one costly module fixture, as node id prefixes: each prefix is one xdist scope,
+# so one worker runs the fixture once (a second worker would run it again). test_parallel_tests.py
+# checks each still names a test.
+SHARED = (
+    "tests/test_doctor_bad_input.py::test_doctor_",  # every doctor run in one interpreter
+)
+
+
+def scope_of(nodeid: str) -> str:
+    """The xdist scope of a test: its notebook chain, its SHARED prefix, or the test itself."""
+    return chain_of(nodeid) or next((prefix for prefix in SHARED if nodeid.startswith(prefix)), nodeid)
+
+
 def chain_of(nodeid: str) -> str | None:
     """The notebook chain a test belongs to ("notebooks", "any-model"), or None."""
     path = nodeid.split("::", 1)[0]
@@ -60,7 +74,7 @@ def pytest_xdist_make_scheduler(config, log):
 
     class NotebookChains(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            return chain_of(nodeid) or nodeid
+            return scope_of(nodeid)
 
     return NotebookChains(config, log)
 

@@ -35,3 +35,14 @@ def test_every_heavy_prefix_names_a_test_and_orders_only_those():
            "notebooks/06_b.ipynb::06_b.ipynb", root_conftest.HEAVY[1] + "[p]", root_conftest.HEAVY[0]]
     ordered = sorted(ids, key=root_conftest.heavy_rank)
     assert ordered == [ids[4], ids[3], ids[0], ids[1], ids[2]]
+
+
+def test_tests_sharing_a_costly_fixture_are_one_scope():
+    """Each SHARED prefix still names a test and is one scope; the chains and other tests keep theirs."""
+    for prefix in root_conftest.SHARED:
+        path, name = prefix.split("::")
+        assert re.search(rf"^def {re.escape(name)}", (ROOT / path).read_text(), re.M), prefix
+    doctor = [root_conftest.SHARED[0] + "fails_cleanly[a]", root_conftest.SHARED[0] + "warns_about_gpu"]
+    assert {root_conftest.scope_of(nodeid) for nodeid in doctor} == {root_conftest.SHARED[0]}
+    assert root_conftest.scope_of("notebooks/05_a.ipynb::05_a.ipynb") == "notebooks"
+    assert root_conftest.scope_of("tests/test_stats.py::test_x[1]") == "tests/test_stats.py::test_x[1]"
