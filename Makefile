@@ -26,6 +26,11 @@ NPM ?= npm
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.lab-installed
 export PATH := $(abspath $(BIN)):$(PATH)
+# Python writes the .pyc of a module the first time a process of a target imports it (about
+# 2,300 files in make test, against the ~11,000 that compiling at install time covers). With
+# PYTHONDONTWRITEBYTECODE set from outside, every notebook kernel, test subprocess and doctor
+# would compile transformers, trl, peft, ... again, about 3 s of CPU each (issue 28).
+unexport PYTHONDONTWRITEBYTECODE
 
 # Front-end files served by the book itself, so math and widgets render offline.
 VENDOR := book/vendor
@@ -50,12 +55,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -c "import torch; print('torch==' + torch.__version__)" > $(VENV)/torch-constraint.txt
 	@# The lab's ~190 packages through uv (about 15 s here, against about 3 minutes with pip),
 	@# falling back to pip where uv cannot be installed or fails. torch stays pip's: uv does not
-	@# see the local CPU wheel, and the constraint keeps the installed build. --compile-bytecode
-	@# writes the .pyc files pip writes by default: without them every Python process (each
-	@# notebook kernel, test subprocess, doctor) compiles transformers, trl, peft, ... again when
-	@# PYTHONDONTWRITEBYTECODE is set, about 3 s of CPU per process (issue 28's make test budget).
+	@# see the local CPU wheel, and the constraint keeps the installed build. No --compile-bytecode:
+	@# it compiles all ~11,000 files of the environment (27 s here); each process writes the .pyc
+	@# of what it imports instead (PYTHONDONTWRITEBYTECODE is unexported above).
 	@if $(BIN)/python -m pip install -q uv && $(BIN)/python -m uv pip install --python $(BIN)/python \
-	    --compile-bytecode -c $(VENV)/torch-constraint.txt -e ".[dev]"; then :; else \
+	    -c $(VENV)/torch-constraint.txt -e ".[dev]"; then :; else \
 	  echo "uv unavailable or failed: installing with pip"; \
 	  $(BIN)/python -m pip install -c $(VENV)/torch-constraint.txt -e ".[dev]"; \
 	fi
