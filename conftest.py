@@ -20,7 +20,6 @@ import pytest
 # longest first, as node id prefixes. tests/test_parallel_tests.py checks each still names a test.
 HEAVY = (
     "tests/test_grading.py::test_real_notebook_student_instructor_and_wrong_editions",
-    "tests/test_training.py::test_a_chapter_rerun_in_the_same_kernel_writes_the_same_results",
     "tests/test_grading_adversarial.py::test_chapter_1_adversarial_class",
     "tests/test_book.py::test_a_failed_notebook_runs_again_and_fails_the_build_until_it_passes",
     "tests/test_recipes.py::test_two_cpu_processes_match_one",
