@@ -77,3 +77,31 @@ def test_real_model_loads_offline_with_its_card(monkeypatch):
     assert model.config.num_key_value_heads < model.config.num_attention_heads  # GQA
     assert tokenizer.pad_token == tokenizer.eos_token == "<|im_end|>"
     assert (REAL / "LICENSE").read_text().lstrip().startswith("Apache License")
+
+
+def test_gguf_parsed_once_shares_one_parse_per_file_and_restores_gguf(tmp_path):
+    """Inside the block transformers' two gguf entry points give one reader per file and one name
+    map per (architecture, layers); outside it, gguf's own functions, which parse every time."""
+    import gguf
+    import numpy as np
+
+    files = []
+    for name in ("a.gguf", "b.gguf"):
+        writer = gguf.GGUFWriter(str(tmp_path / name), "llama")
+        writer.add_block_count(2)
+        writer.add_tensor("token_embd.weight", np.zeros((4, 3), dtype=np.float32))
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+        files.append(tmp_path / name)
+    reader, name_map = gguf.GGUFReader, gguf.get_tensor_name_map
+    with models_cli.gguf_parsed_once():
+        first = gguf.GGUFReader(files[0])
+        assert gguf.GGUFReader(str(files[0])) is first and gguf.GGUFReader(files[1]) is not first
+        assert first.tensors[0].name == "token_embd.weight"
+        llama = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, 2)
+        assert gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, 2) is llama
+        assert gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, 3) is not llama
+    assert (gguf.GGUFReader, gguf.get_tensor_name_map) == (reader, name_map)
+    assert gguf.GGUFReader(files[0]) is not gguf.GGUFReader(files[0])
