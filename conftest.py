@@ -47,6 +47,9 @@ def heavy_rank(nodeid: str) -> int:
 # checks each still names a test.
 SHARED = (
     "tests/test_doctor_bad_input.py::test_doctor_",  # every doctor run in one interpreter
+    # the three measured runs on a model, forked from one interpreter
+    "tests/test_memory_estimate.py::test_estimate_matches_measured_peak_on_the_embedded_model",
+    "tests/test_memory_estimate.py::test_estimate_matches_measured_peak_on_smollm2_135m",
 )
 
 

@@ -1,7 +1,8 @@
 """The memory estimator against measurement (issue 28): `labkit.measure.estimate_training_memory_mb`
 predicts the peak a training run adds (everything but the weights, loaded before it) for full
 fine-tuning, LoRA and prompt tuning; tests/_memory_probe.py measures it (RSS above the pre-run
-level, a fresh process per run: a process that trained before reuses freed pages). Each case prints
+level, a fresh process per run: a process that trained before reuses freed pages; the three runs on
+a model are children forked from one process after its imports, which never trains). Each case prints
 its error and fails above 20%. On labworld-base, seconds per case; on SmolLM2-135M (built by
 `make real-model`; skipped without it), about a minute per case on 2 busy cores: marked slow."""
 from __future__ import annotations
@@ -23,12 +24,29 @@ REAL = MODELS_DIR / "smollm2-135m-instruct"
 TOLERANCE = 0.20
 
 
-def _probe(model: str, method: str, batch: int, seq_len: int, steps: int) -> dict:
+METHODS = ["full_ft", "lora", "prompt_tuning"]
+
+
+def _probes(model: str, batch: int, seq_len: int, steps: int) -> dict[str, dict]:
+    """A measured run of every method on `model` (tests/_memory_probe.py --cases: each run a child
+    forked after the imports, so torch, transformers, peft and trl are imported once for the three)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    out = subprocess.run([sys.executable, str(PROBE), model, method, str(batch), str(seq_len), str(steps)],
+    cases = [[model, method, batch, seq_len, steps] for method in METHODS]
+    out = subprocess.run([sys.executable, str(PROBE), "--cases"], input=json.dumps(cases),
                          capture_output=True, text=True, env=env, timeout=1200)
     assert out.returncode == 0, out.stderr[-3000:]
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return dict(zip(METHODS, json.loads(out.stdout.strip().splitlines()[-1])))
+
+
+# one scope per model for pytest-xdist (conftest.SHARED), so one worker runs each fixture once
+@pytest.fixture(scope="module")
+def embedded_runs():
+    return _probes("", batch=8, seq_len=128, steps=3)
+
+
+@pytest.fixture(scope="module")
+def smollm2_runs():
+    return _probes(str(REAL), batch=2, seq_len=64, steps=2)
 
 
 def _check(result: dict) -> None:
@@ -41,16 +59,16 @@ def _check(result: dict) -> None:
     assert abs(error) <= TOLERANCE, result
 
 
-@pytest.mark.parametrize("method", ["full_ft", "lora", "prompt_tuning"])
-def test_estimate_matches_measured_peak_on_the_embedded_model(method):
-    _check(_probe("", method, batch=8, seq_len=128, steps=3))
+@pytest.mark.parametrize("method", METHODS)
+def test_estimate_matches_measured_peak_on_the_embedded_model(method, embedded_runs):
+    _check(embedded_runs[method])
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not (REAL / "config.json").exists(), reason="make real-model builds SmolLM2-135M")
-@pytest.mark.parametrize("method", ["full_ft", "lora", "prompt_tuning"])
-def test_estimate_matches_measured_peak_on_smollm2_135m(method):
-    _check(_probe(str(REAL), method, batch=2, seq_len=64, steps=2))
+@pytest.mark.parametrize("method", METHODS)
+def test_estimate_matches_measured_peak_on_smollm2_135m(method, smollm2_runs):
+    _check(smollm2_runs[method])
 
 
 def test_trainable_counts_follow_the_config():
