@@ -6,17 +6,17 @@ CASES is a list of {"cwd": folder, "env": {LABKIT_*: value}}. Each case gets its
 variables (the others removed), its working folder and a fresh import of labkit (every labkit
 module is dropped from sys.modules first, since labkit.paths reads the environment once, at
 import), then runs labkit's `__main__` as `python -m labkit doctor` does; its exit status and
-everything it printed (a traceback included) are recorded. torch, transformers, peft, trl, ...
-are imported once for all cases: that import is most of a doctor run (about 5 s of CPU).
+everything written to its stdout and stderr file descriptors (a traceback included) are
+recorded. torch, transformers, peft, trl, ... are imported once for all cases: that import is most
+of a doctor run (about 5 s of CPU).
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import runpy
 import sys
+import tempfile
 import traceback
 
 
@@ -27,9 +27,15 @@ def run(case: dict) -> tuple[int, str]:
     os.chdir(case["cwd"])
     for name in [m for m in sys.modules if m == "labkit" or m.startswith("labkit.")]:
         del sys.modules[name]
-    output = io.StringIO()
     sys.argv = ["labkit", "doctor"]
-    with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
+    # file descriptors 1 and 2 point at one file for the case, as a subprocess's pipes would: it
+    # catches what a logging handler made by an earlier case, or C code, writes too
+    with tempfile.TemporaryFile("w+") as output:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        saved = os.dup(1), os.dup(2)
+        os.dup2(output.fileno(), 1)
+        os.dup2(output.fileno(), 2)
         try:
             runpy.run_module("labkit", run_name="__main__", alter_sys=True)
             status = 0
@@ -40,7 +46,14 @@ def run(case: dict) -> tuple[int, str]:
         except BaseException:  # as the interpreter would: the traceback in the output, status 1
             traceback.print_exc()
             status = 1
-    return status, output.getvalue()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            for fd, copy in zip((1, 2), saved):
+                os.dup2(copy, fd)
+                os.close(copy)
+        output.seek(0)
+        return status, output.read()
 
 
 if __name__ == "__main__":
