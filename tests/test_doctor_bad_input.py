@@ -40,7 +40,9 @@ def doctor(doctor_tmp):
                   "profile gpu": (ROOT, {"LABKIT_PROFILE": "gpu"}),
                   "profile smoke": (ROOT, {"LABKIT_PROFILE": "smoke"})})
     environ = {k: v for k, v in os.environ.items() if not k.startswith("LABKIT_")}
-    environ.update(OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+    # this tree's labkit, as `python -m labkit` run from it imports: not the one the venv was installed
+    # from (a clone sharing another tree's venv would test that tree's labkit)
+    environ.update(OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
     run = subprocess.run([sys.executable, str(Path(__file__).parent / "_doctor_runs.py")], env=environ,
                          input=json.dumps([{"cwd": str(cwd), "env": env} for cwd, env in cases.values()]),
                          capture_output=True, text=True, timeout=300)
