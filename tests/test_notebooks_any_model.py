@@ -100,6 +100,7 @@ def test_notebook_runs_on_another_model(notebook, other_model_dir, workdir):
             runs = []
             with client.setup_kernel(cwd=str(notebook.parent), env=env):
                 for _ in range(2):
+                    results_file.unlink(missing_ok=True)  # each pass must write it: no stale file compared
                     for index, cell in enumerate(nb.cells):
                         if cell.cell_type == "code":
                             client.execute_cell(cell, index)
