@@ -8,6 +8,7 @@ views of it are
     perplexity(model, tokenizer, texts)   -> float: exp(total nll / total tokens)
     text_nll(model, tokenizer, texts)     -> [(nll, tokens), ...] per text (optionally jargon only)
     document_nll(model, tokenizer, texts) -> ([nll, ...], [tokens, ...]) per document
+    text_and_term_nll(model, tokenizer, texts, terms) -> text_nll without and with terms, one pass
 
 Per-text values let a comparison carry a paired interval (`labkit.stats.perplexity_difference`).
 """
@@ -68,11 +69,21 @@ def token_nll(model, tokenizer, texts: list[str], terms: list[str] | None = None
     (0.0, 0)). Raises ValueError for `terms` without a fast tokenizer (character offsets), or a
     `max_length` beyond the model's positions.
     """
+    whole, in_terms = _nll_pairs(model, tokenizer, texts, terms, max_length, batch_size)
+    return whole if terms is None else in_terms
+
+
+@torch.no_grad()
+def _nll_pairs(model, tokenizer, texts: list[str], terms: list[str] | None, max_length: int,
+               batch_size: int) -> tuple[list[tuple[float, int]], list[tuple[float, int]] | None]:
+    """`token_nll`'s loop, one forward pass per batch: per text, (nll, tokens) over every token, and
+    with `terms` also over the term tokens only (else None)."""
     if terms is not None and not getattr(tokenizer, "is_fast", False):
         raise ValueError("text_nll(terms=...) needs a fast tokenizer (offset mapping); "
                          "load it with use_fast=True")
     check_texts(texts, "text")
-    out: list[tuple[float, int]] = []
+    whole: list[tuple[float, int]] = []
+    in_terms: list[tuple[float, int]] = []
     with padding_side(tokenizer, "right"):
         for i in range(0, len(texts), batch_size):
             chunk = texts[i:i + batch_size]
@@ -84,18 +95,31 @@ def token_nll(model, tokenizer, texts: list[str], terms: list[str] | None = None
             logits = text_logits(model, batch)[:, :-1].float()       # (B, T-1, V): position t predicts t+1
             targets = batch["input_ids"][:, 1:]                       # (B, T-1)
             keep = batch["attention_mask"][:, 1:].bool()              # real (not pad) target tokens
+            nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets,
+                                                    reduction="none")  # (B, T-1)
+            whole += _sums(nll, keep)
             if terms is not None:
                 in_term = torch.zeros_like(keep)
                 for b, text in enumerate(chunk):
                     for start, end in _term_spans(text, terms):
                         s, e = offsets[b, 1:, 0], offsets[b, 1:, 1]  # spans of the target tokens
                         in_term[b] |= ((s < end) & (e > start)).to(in_term.device)
-                keep &= in_term
-            nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets,
-                                                    reduction="none")  # (B, T-1)
-            nll = (nll * keep).sum(dim=1)
-            out += [(float(n), int(k)) for n, k in zip(nll.tolist(), keep.sum(dim=1).tolist())]
-    return out
+                in_terms += _sums(nll, keep & in_term)
+    return whole, (in_terms if terms is not None else None)
+
+
+def _sums(nll: torch.Tensor, keep: torch.Tensor) -> list[tuple[float, int]]:
+    """Per row of (B, T-1) token losses: (sum over the kept tokens, number kept)."""
+    return [(float(n), int(k)) for n, k in zip((nll * keep).sum(dim=1).tolist(), keep.sum(dim=1).tolist())]
+
+
+def text_and_term_nll(model, tokenizer, texts: list[str], terms: list[str], max_length: int = 256,
+                      batch_size: int = 32) -> tuple[list[tuple[float, int]], list[tuple[float, int]]]:
+    """`(text_nll(texts), text_nll(texts, terms=terms))` from one forward pass per batch instead of
+    two (chapter 7 scores a domain's documents and their jargon): two lists of per-text (summed nll
+    in nats, tokens scored), equal to those two calls. Raises ValueError as `token_nll` does."""
+    whole, in_terms = _nll_pairs(model, tokenizer, texts, terms, max_length, batch_size)
+    return whole, in_terms
 
 
 def perplexity_from_nll(per_text: list[tuple[float, int]]) -> float:

@@ -335,7 +335,7 @@ def test_ch7_domain_perplexity(embedded):
     model, tokenizer = embedded
     nll = {"DAPT": {"domain": text_nll(model, tokenizer, TEXTS_CH7)}}
     ns = dict(CHECKS, nll=nll, dapt_model=model, tokenizer=tokenizer, domain_texts=TEXTS_CH7,
-              perplexity=perplexity)
+              perplexity=perplexity, perplexity_from_nll=perplexity_from_nll)
     run_check(CH7, 0, solve(CH7, 0, ns))
     pairs = nll["DAPT"]["domain"]
     assert fails(CH7, 0, {**ns, "my_ppl": sum(math.exp(n / k) for n, k in pairs) / len(pairs)})

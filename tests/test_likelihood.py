@@ -11,7 +11,15 @@ from peft import PrefixTuningConfig, PromptEncoderConfig, PromptTuningConfig, ge
 
 from labkit.alignment import _token_kl
 from labkit.data import load_rows
-from labkit.likelihood import document_nll, perplexity, perplexity_from_nll, text_logits, text_nll, token_nll
+from labkit.likelihood import (
+    document_nll,
+    perplexity,
+    perplexity_from_nll,
+    text_and_term_nll,
+    text_logits,
+    text_nll,
+    token_nll,
+)
 from labkit.model import load_model
 
 
@@ -212,6 +220,15 @@ def test_terms_score_only_the_tokens_of_the_terms(embedded):
         assert math.isclose(nll, ref[mask].sum().item(), rel_tol=1e-4, abs_tol=1e-6)
     # the term tokens are a strict subset: scoring them all would give the whole text's count
     assert per_text[0][1] < text_nll(model, tokenizer, TEXTS[:1])[0][1]
+
+
+def test_text_and_term_nll_is_the_two_calls_in_one_pass(embedded):
+    model, tokenizer = embedded
+    terms = ["zanthrel", "EDEMA"]
+    whole, jargon = text_and_term_nll(model, tokenizer, TEXTS, terms, batch_size=2)  # padding inside a batch
+    assert whole == text_nll(model, tokenizer, TEXTS, batch_size=2)               # exactly, not approximately
+    assert jargon == text_nll(model, tokenizer, TEXTS, terms=terms, batch_size=2)
+    assert whole != jargon  # the term tokens are a strict subset: swapped or unmasked outputs would fail
 
 
 def test_whole_words_only_and_no_tokens_is_an_error(embedded):
