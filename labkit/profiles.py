@@ -90,7 +90,7 @@ class Profile:
     # held-out pairs; RLOO at lr 2e-5 / 4e-5 (beta 0.05): win rate 0.625 / 0.637, KL 0.68 / 1.64,
     # reward-model score 2.03 / 2.50, gold 0.143 / 0.120, refusals 0; beta 0 at 2e-5 was RLOO's twin
     # (beta x KL = 0.03 reward units never bound); DPO at 5e-5 / 1e-4: win rate 0.695 / 0.778, refusals
-    # 0.16 / 0.65. So RLOO sweeps beta at 4e-5.
+    # 0.16 / 0.65. So RLOO swept beta at 4e-5, until chapter 5's SFT policy refused (see rl_lr below).
     rm_steps: int = 150                        # reward model steps (written pairs + ranked samples)
     rm_batch_size: int = 16                    # preference pairs per step
     rm_lr: float = 1e-3
