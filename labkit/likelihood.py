@@ -118,8 +118,7 @@ def text_and_term_nll(model, tokenizer, texts: list[str], terms: list[str], max_
     """`(text_nll(texts), text_nll(texts, terms=terms))` from one forward pass per batch instead of
     two (chapter 7 scores a domain's documents and their jargon): two lists of per-text (summed nll
     in nats, tokens scored), equal to those two calls. Raises ValueError as `token_nll` does."""
-    whole, in_terms = _nll_pairs(model, tokenizer, texts, terms, max_length, batch_size)
-    return whole, in_terms
+    return _nll_pairs(model, tokenizer, texts, terms, max_length, batch_size)
 
 
 def perplexity_from_nll(per_text: list[tuple[float, int]]) -> float:
