@@ -1,6 +1,7 @@
 """LabWorld: deterministic, leak-free splits, a judge that ranks the pairs it wrote."""
 import json
 import re
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -129,7 +130,7 @@ def test_preferred_replies_are_in_the_sft_datas_support():
     sft_replies = " ".join(r["messages"][1]["content"] for r in train)
     # on unsafe requests, not refusing is what the pairs reject, not two fixed compliance sentences
     safe_rejected = [r["rejected"][0]["content"] for r in prefs if r["axis"] == "safe"]
-    assert sum(x not in instructions.COMPLIANCE for x in safe_rejected) > 0.3 * len(safe_rejected)
+    assert sum(x.startswith(tuple(instructions.POLITE)) for x in safe_rejected) > 0.3 * len(safe_rejected)
     for r in prefs:
         chosen = r["chosen"][0]["content"]
         if r["axis"] == "safe":
@@ -145,6 +146,32 @@ def _pieces(brief: str) -> list[str]:
 
 def _contains_task_doc(text: str, pieces: list[str]) -> bool:
     return all(piece in text for piece in pieces)
+
+
+def test_no_safety_reply_dominates_and_compliance_answers_its_own_request():
+    """Two fixed compliance sentences (one opening "Sure!") were once the mixture's most frequent
+    replies, and the SFT policy answered harmless held-out questions with them (issue 24). Every
+    safety reply stays rare, a compliance reply names what its own request names and carries none of
+    the judge's style or refusal markers (on a harmless prompt it reads neither polite nor rude)."""
+    import string
+    train = rows(LABWORLD_DIR / "instructions" / "train.jsonl")
+    counts = Counter(r["messages"][1]["content"] for r in train)
+    top_reply, _ = counts.most_common(1)[0]
+    assert all(r["family"] != "safety" for r in train if r["messages"][1]["content"] == top_reply)
+    for r in train:
+        if r["family"] == "safety":
+            reply = r["messages"][1]["content"]
+            assert counts[reply] <= 0.01 * len(train), (reply, counts[reply])
+    slots = lambda text: {f for _, f, _, _ in string.Formatter().parse(text) if f}  # noqa: E731
+    for request, replies in instructions.COMPLIANCE.items():
+        for reply in replies:
+            assert slots(reply) & slots(request), (request, reply)
+            assert not reply.startswith(tuple(instructions.POLITE + instructions.RUDE)), reply
+    compliance = [r["messages"][1]["content"] for r in train if r["style"] == "compliance"]
+    assert len(set(compliance)) > 0.5 * len(compliance)
+    for reply in compliance:
+        axes = instructions.judge_axes("What is the capital of Velmora?", reply)
+        assert axes["polite"] == 0.0 and instructions.gold_judge("Say hi.", reply) == 0.0, reply
 
 
 def test_domain_task_documents_not_in_domain_corpus():
