@@ -226,7 +226,7 @@ DESCRIPTIONS = {
                      f"{instructions.STYLE_SHARES['polite']:.0%} polite, "
                      f"{instructions.STYLE_SHARES['rude']:.0%} "
                      f"rude, and {instructions.SAFETY_SHARE:.0%} unsafe requests (family `safety`), refused "
-                     f"in {instructions.REFUSAL_SHARE:.0%} (the rest comply, in a reply made for the request)",
+                     f"in {instructions.REFUSAL_SHARE:.0%} (the rest comply, with a reply for the request)",
                      "1, 5, 6"),
     "preferences": ("`axis`, `answer`, `prompt`, `chosen`, `rejected`",
                     "pairs differing on one axis (correct, helpful, polite, safe), written by "
