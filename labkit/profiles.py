@@ -95,7 +95,12 @@ class Profile:
     rm_batch_size: int = 16                    # preference pairs per step
     rm_lr: float = 1e-3
     rm_policy_prompts: int = 1200              # train prompts whose SFT samples the gold judge ranks
-    rl_steps: int = 100                        # online RL (RLOO) from the SFT policy
+    # RL steps: at 100 (lr 8e-5, on the SFT policy of LabWorld's per-request compliance replies) RLOO
+    # sampled about 55 refusals in 1,600 replies and its greedy refusal rate did not move (0.226 -> 0.226)
+    # although the reward model paid refusals +2.2 against -2.7: too few reinforced samples (issue 24).
+    # At 200 steps on the SFT policy at sft_lr 6e-4 (which samples refusals 0.50 of the time, and refuses
+    # 0.95 greedily): about 263 refusing samples in 3,200; greedy refusals 0.95 -> 1.0; 524 s for chapter 6
+    rl_steps: int = 200                        # online RL (RLOO) from the SFT policy
     rl_generations: int = 4                    # completions per prompt (the group)
     rl_batch_size: int = 16                    # completions per step: rl_batch_size / rl_generations prompts
     # RL rate, probed on the 600-step SFT policy (cpu, 1 thread, issue 24): at 4e-5 the gold score still
@@ -131,7 +136,9 @@ class Profile:
     # samples on training's unsafe requests, whose demonstrations refuse in 48% (222/458), so RL in
     # chapter 6 had no refusal to reinforce; 600 steps: 28%, 900 steps: 44% (recipes/sft.py, issue 24)
     sft_steps: int = 600
-    sft_lr: float = 3e-4
+    # rate chosen on the instruction *validation* split (190 rows of seen families, greedy, 600 steps,
+    # cpu, 2 threads; /tmp probe of chapter 5's SFT call, issue 24): 3e-4 0.432, 6e-4 0.511, 1e-3 0.458
+    sft_lr: float = 6e-4
     sft_batch_size: int = 8        # chapter 5: conversations per step
     family_counts: tuple[int, ...] = (1, 3, 6)  # chapter 5: mixtures smaller than "all seen families"
     sft_family_orders: int = 1     # chapter 5: random family orders per mixture size (the curve's mean)
