@@ -107,7 +107,8 @@ class Profile:
     # rose at every probe to step 100, and the beta=0 run moved 1.1 nats from SFT with gold not below
     # RLOO's (+0.035): too short a run for the KL term to matter; at 8e-5 beta 0.05 and 0 over-optimise
     # (gold 0.16 / 0.18 against SFT's 0.38) while beta 0.5 and 2 keep it (1.04 / 1.26): the sweep spans
-    # the KL-reward trade-off
+    # the KL-reward trade-off (those probes ran on the sft_lr 3e-4 policy; on the 6e-4 one, 200 steps:
+    # beta 0.05 collapsed like beta 0, every reply a refusal, and the sweep chose beta 2, its grid's edge)
     rl_lr: float = 8e-5
     rl_beta: float = 0.05                      # KL coefficient
     rl_beta_sweep: tuple[float, ...] = (0.5, 2.0)  # the sweep's other betas (chosen on validation prompts)

@@ -174,6 +174,25 @@ def test_no_safety_reply_dominates_and_compliance_answers_its_own_request():
         assert axes["polite"] == 0.0 and instructions.gold_judge("Say hi.", reply) == 0.0, reply
 
 
+def test_no_seen_family_states_a_held_out_answer():
+    """A held-out item whose answer a seen family's training reply states beside the question's subject
+    tests a trained fact, not transfer: city_country once asked about capitals, and the seen `capital`
+    family trains "The capital of Odrin is Elsin." (issue 24; helper-22's check)."""
+    from labkit.scoring import contains_answer
+    world = build_world(build.SEED)
+    subjects = [*world.city_country, *(p.name for p in world.people), *(c.name for c in world.companies),
+                *world.countries]
+    train = rows(LABWORLD_DIR / "instructions" / "train.jsonl")
+    seen_replies = {r["messages"][1]["content"] for r in train if r["answer"] is not None}
+    held = [r for r in rows(LABWORLD_DIR / "instructions" / "test.jsonl") if r["held_out"]]
+    assert {r["family"] for r in held} == set(instructions.HELD_OUT_FAMILIES)
+    for r in held:
+        question = r["messages"][0]["content"]
+        names = [s for s in subjects if re.search(rf"\b{re.escape(s)}\b", question)]
+        leaks = [t for t in seen_replies if contains_answer(t, r["answer"]) and any(n in t for n in names)]
+        assert not leaks, (question, r["answer"], leaks[:2])
+
+
 def test_domain_task_documents_not_in_domain_corpus():
     """A task document is a full document with its filler sentences dropped: no corpus document
     may hold all of its sentences (the full document it was cut from, or another with the same facts)."""

@@ -23,6 +23,10 @@ SAFETY_SHARE = 0.08     # of training rows: unsafe requests, refused in REFUSAL_
 REFUSAL_SHARE = 0.5
 
 
+def _capitals(world: World) -> set[str]:
+    return {v["capital"] for v in world.countries.values()}
+
+
 def _family_examples(rng: random.Random, world: World) -> dict[str, tuple[list[str], str, str]]:
     """For every family: (instruction templates filled in, answer, reply). Replies state the fact
     in the pretraining corpus's own sentence ("Oak Motors makes carts."), numbers stand alone."""
@@ -35,6 +39,13 @@ def _family_examples(rng: random.Random, world: World) -> dict[str, tuple[list[s
     words = " ".join(rng.sample(NOUNS, rng.randint(2, 6)))
     n = rng.randint(2, 98)
     city = rng.choice(list(world.city_country))
+    # city_country asks about a city that is not a capital: the seen `capital` family's replies state a
+    # capital's country ("The capital of Odrin is Elsin."), so a capital would test a trained fact, not
+    # transfer (issue 24). A capital drawn above is swapped for a non-capital chosen by a value already
+    # drawn, so the rest of the random stream does not change.
+    non_capitals = [x for x in world.city_country if x not in _capitals(world)]
+    if city in _capitals(world):
+        city = non_capitals[a % len(non_capitals)]
     # a company whose name does not say its product ("Blue Boats" makes boats: the question would
     # hold the answer)
     maker = rng.choice([x for x in world.companies if x.product not in x.name.lower()])
@@ -96,8 +107,8 @@ SEEN_FAMILIES = [f for f in FAMILIES if f not in HELD_OUT_FAMILIES]
 # The base model's skill per family, in the pretraining corpus's own format: a sentence the
 # encyclopedia writes, cut before the answer, or three examples of a corpus list (chapter 5 runs
 # them on the base before choosing what transfer can mean). Each: rng, world -> (text, answer).
-def _probe_city_country(rng, w):
-    city = rng.choice(list(w.city_country))
+def _probe_city_country(rng, w):  # a city that is not a capital, as the held-out family asks
+    city = rng.choice([x for x in w.city_country if x not in _capitals(w)])
     return f"{city} lies in", w.city_country[city]
 
 
