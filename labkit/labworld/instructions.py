@@ -43,8 +43,9 @@ def _family_examples(rng: random.Random, world: World) -> dict[str, tuple[list[s
     # capital's country ("The capital of Odrin is Elsin."), so a capital would test a trained fact, not
     # transfer (issue 24). A capital drawn above is swapped for a non-capital chosen by a value already
     # drawn, so the rest of the random stream does not change.
-    non_capitals = [x for x in world.city_country if x not in _capitals(world)]
-    if city in _capitals(world):
+    capitals = _capitals(world)
+    if city in capitals:
+        non_capitals = [x for x in world.city_country if x not in capitals]
         city = non_capitals[a % len(non_capitals)]
     # a company whose name does not say its product ("Blue Boats" makes boats: the question would
     # hold the answer)
