@@ -66,7 +66,7 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 test: setup real-model
-	$(BIN)/ruff check labkit tests tools conftest.py
+	$(BIN)/ruff check labkit tests tools book recipes conftest.py
 	@notebooks=$$(ls notebooks/*.ipynb >/dev/null 2>&1 && echo notebooks); \
 	LABKIT_PROFILE=smoke OMP_NUM_THREADS=1 $(BIN)/python -m pytest tests $$notebooks --nbmake \
 	  --nbmake-timeout=$(NBMAKE_TIMEOUT) -n $(TEST_WORKERS) --dist loadscope --durations=8; rc=$$?; \

@@ -102,7 +102,8 @@ def problems(root: Path, build_dir: Path, results_dir: Path, profile: str,
             try:
                 cache.match_cache_notebook(nb)
             except KeyError:
-                record = next((r for r in cache.list_project_records() if Path(r.uri) == path.resolve()), None)
+                records = cache.list_project_records()
+                record = next((r for r in records if Path(r.uri) == path.resolve()), None)
                 error = re.sub(r"\x1b\[[0-9;]*m", "", (record.traceback or "") if record else "")
                 error = error.strip().splitlines()[-1:]
                 missing.append("no successful execution of its current code"

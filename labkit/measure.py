@@ -313,15 +313,22 @@ PRECISIONS = {
 ESTIMATE_METHODS = ("full_ft", "lora", "qlora", "prompt_tuning", "prefix_tuning", "adapters", "frozen")
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 # What a training run adds on CPU whatever the model (the Trainer's objects, thread pools, BLAS and
-# oneDNN workspaces): the RSS that 3 SFTTrainer steps of a 1-layer, 8-wide Llama added, 13.4 and
-# 13.8 MB in two runs (tests/_memory_probe.py tiny full_ft 1 8 3). On CUDA torch's allocated memory
-# does not hold the CUDA context (what nvidia-smi adds on top), so 0 there.
-FRAMEWORK_BASELINE_MB = {"cpu": 14.0, "cuda": 0.0}
-# Temporaries = this x what full fine-tuning saves (activations + logits), for every method: fitted
-# once on the CPU (glibc malloc) from one run that is not among the validation cases, labworld-base
-# full fine-tuning at batch 16 x 128 tokens (393 MB measured = 14 baseline + 25 gradients and Adam
-# + 161 saved + 1.2 x 161). Not fitted on CUDA, whose caching allocator behaves differently.
-TEMPORARIES_FACTOR = 1.2
+# oneDNN workspaces): the intercept of the RSS that 3 SFTTrainer steps of a 1-layer, 8-wide Llama
+# added at 512, 1,024, 2,048 and 4,096 tokens per batch (tests/_memory_probe.py tiny full_ft B 128 3,
+# glibc's mmap threshold pinned as in tests/test_memory_estimate.py: 46.8, 82.0, 152.2, 292.4 MB,
+# a straight line in the logit tile). On CUDA torch's allocated memory does not hold the CUDA context
+# (what nvidia-smi adds on top), so 0 there.
+FRAMEWORK_BASELINE_MB = {"cpu": 11.7, "cuda": 0.0}
+# TRL's chunked loss (SFTTrainer with `fused_lm_head`, trl 1.16: trl.kernels.chunked_logprob) projects
+# the hidden states through the LM head in tiles of at most TOKEN_CHUNK_SIZE tokens x
+# _CHUNKED_LOGPROB_CHUNK_SIZE vocabulary entries; tests/test_memory_estimate.py checks these against
+# the installed trl.
+LOGIT_TILE = (4096, 32768)
+# fp32 tile-sized buffers alive at once in that loss: on CPU its torch fallback (`_forward_tile`,
+# `_backward_tile`) makes elementwise copies of the tile; measured as the slope of the same tiny-model
+# runs (8.77 tiles per tile). On CUDA its Triton kernels fold the projection buffer in place: one tile,
+# read from the source, not measured (no GPU here).
+LOGIT_TILE_BUFFERS = {"cpu": 8.77, "cuda": 1.0}
 NF4_BITS = 4.127  # QLoRA's NF4 with double quantization: 4 bits + 0.127 bits of constants per weight
 
 
@@ -411,23 +418,32 @@ def estimate_training_memory_mb(model, batch_size: int, seq_len: int, optimizer_
       layer; prompt tuning adds its virtual tokens to the sequence;
     - logits: `"full"` b·s·vocab fp32 values three times (logits, log-softmax, its gradient; the
       model's own loss, `transformers.Trainer`), `"chunked"` (TRL's SFTTrainer, which computes
-      log-probabilities in tiles of at most 4096 tokens × 4096 vocabulary entries) two such tiles
-      and a few values per token;
-    - temporaries: what a step holds besides the saved tensors (forward temporaries, the
-      activations' gradients during the backward pass, freed memory the allocator keeps), taken
-      as `TEMPORARIES_FACTOR` × what full fine-tuning would save (activations + logits), for every
-      method: fitted once on a CPU run outside the validation cases;
+      log-probabilities in `LOGIT_TILE`s of at most 4,096 tokens × 32,768 vocabulary entries)
+      `LOGIT_TILE_BUFFERS` such tiles (8.77 on CPU, measured; 1 on CUDA) and a few values per token;
+    - no separate term for the rest of a step (forward temporaries, the activations' gradients
+      during the backward pass): on the fit run outside the validation cases (labworld-base full
+      fine-tuning, batch 16 × 128 tokens) the estimate below came 5 MB under the 302 MB measured;
     - baseline: what the framework adds whatever the model (`FRAMEWORK_BASELINE_MB`, measured).
+    "total" is weights + optimizer + baseline + the larger of gradients and activations + logits: the
+    backward pass frees the saved activations layer by layer as it fills the gradients (which the
+    Trainer sets to None after each step), so the two do not peak together (summing them put
+    SmolLM2-135M's full fine-tuning at 4 × 64 tokens 24% above its measured peak; the larger, 6% below);
     `accelerate estimate-memory` counts only weights (and Adam's states on top: ×4 for training)
     from a Hub model: no activations, logits or framework baseline, which is why it is far below a
     measured peak at long sequences and large batches.
 
-    Validated against measured peaks (RSS above the pre-run level on CPU, fp32, TRL's SFTTrainer)
-    for full fine-tuning, LoRA and prompt tuning on labworld-base and SmolLM2-135M:
-    tests/test_memory_estimate.py; not yet on CUDA, nor in bf16 or 4 bits. Model weights loaded
-    before the measured block are not in that RSS: compare it with `total - weights`. Raises
-    ValueError for a config without hidden_size, num_hidden_layers or
-    vocab_size, or an unknown method or precision.
+    It predicts the memory the run's live tensors need at their peak (what CUDA's
+    `max_memory_allocated` counts). Validated against measured peaks (RSS above the pre-run level on
+    CPU, fp32, TRL's SFTTrainer) for full fine-tuning, LoRA and prompt tuning on labworld-base and
+    SmolLM2-135M: tests/test_memory_estimate.py, which pins glibc's mmap threshold
+    (MALLOC_MMAP_THRESHOLD_) so that freed tensors leave the RSS as they leave CUDA's count. Under
+    glibc's default (its threshold moves up as blocks are freed, and freed heap blocks stay resident
+    for reuse) a CPU run's RSS holds more than the live tensors, and how much varies from run to run:
+    on the six validation runs 10-55% more, with a spread up to 30% between repeats of one run; so
+    chapters 3 and 4, which run under the default, show the estimate below their measured peaks. Not
+    yet validated on CUDA, nor in bf16 or 4 bits. Model weights loaded before the measured block are
+    not in that RSS: compare it with `total - weights`. Raises ValueError for a config without
+    hidden_size, num_hidden_layers or vocab_size, or an unknown method or precision.
     """
     is_module = isinstance(model, torch.nn.Module)
     d = _dims(model.config if is_module else model)
@@ -481,27 +497,26 @@ def estimate_training_memory_mb(model, batch_size: int, seq_len: int, optimizer_
     # final norm output; LoRA and adapters leave the first norm's input unsaved (nothing below trains)
     outside = {"full_ft": 3, "lora": 0, "qlora": 0, "adapters": 0}.get(method, 1) * h * bool(per_token_layer)
     activations = d["layers"] * tokens * per_token_layer * a_b + outside * tokens * a_b
+    dev = torch.device(device).type
     if logits == "full":
         logits_bytes = 3 * tokens * d["vocab"] * 4
     elif logits == "chunked":
-        logits_bytes = 2 * min(tokens, 4096) * min(d["vocab"], 4096) * 4 + 8 * tokens * 4
+        tile = min(tokens, LOGIT_TILE[0]) * min(d["vocab"], LOGIT_TILE[1]) * (4 if dev == "cpu" else a_b)
+        logits_bytes = LOGIT_TILE_BUFFERS.get(dev, LOGIT_TILE_BUFFERS["cuda"]) * tile + 8 * tokens * 4
     else:
         raise ValueError(f"logits must be 'full' or 'chunked', got {logits!r}")
-    # what a step holds besides the saved tensors (forward temporaries, activation gradients during
-    # the backward pass, freed memory the allocator keeps): proportional to what full fine-tuning
-    # would save, whatever the method saves
-    full_saved = ((d["layers"] * (8 * h + 2 * kv + 4 * inter + heads + 2) + 3 * h) * tokens * a_b
-                  + logits_bytes)
     parts = {
         "weights": weights / MB,
         "gradients": trainable_params * g_b / MB,
         "optimizer": optimizer_states * trainable_params * o_b / MB,
         "activations": activations / MB,
         "logits": logits_bytes / MB,
-        "temporaries": TEMPORARIES_FACTOR * full_saved / MB if per_token_layer else 0.0,
-        "baseline": FRAMEWORK_BASELINE_MB.get(torch.device(device).type, 0.0),
+        "baseline": FRAMEWORK_BASELINE_MB.get(dev, 0.0),
     }
-    parts["total"] = sum(parts.values())
+    # the saved activations and the loss's tiles are freed as the backward pass fills the gradients
+    # (set to None after each optimizer step), so the two peak at different moments
+    parts["total"] = (parts["weights"] + parts["optimizer"] + parts["baseline"]
+                      + max(parts["gradients"], parts["activations"] + parts["logits"]))
     return parts
 
 

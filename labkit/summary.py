@@ -630,8 +630,8 @@ def real_scale_memory(
 ):
     """Estimated peak training memory (GB, 1e9 bytes) per method (RECIPES) and model size
     (REAL_MODELS), from `labkit.measure.estimate_training_memory_mb` on the published configs:
-    weights, gradients and two Adam moments at bf16, the activations autograd saves, logits (TRL's
-    chunked loss), temporaries and the framework's baseline. The estimator is checked against
+    weights, gradients and two Adam moments at bf16, the activations autograd saves and the logits of
+    TRL's chunked loss, on a GPU (where models of these sizes train). The estimator is checked against
     measured peaks at 135M parameters in fp32 on a CPU (tests/test_memory_estimate.py), not at these
     sizes, in bf16 or on a GPU."""
     import copy
@@ -647,7 +647,7 @@ def real_scale_memory(
 
         def est(method, cfg=config, **kw):  # GB at bf16: weights, gradients and Adam's moments in 16 bits
             return estimate_training_memory_mb(cfg, batch_size, seq_len, method=method, precision="bf16",
-                                               **kw)
+                                               device="cuda", **kw)
 
         weights_gb = est("frozen")["weights"] * mb
         full_gb = est("full_ft")["total"] * mb

@@ -16,7 +16,8 @@ The profile ($LABKIT_PROFILE or --profile) supplies the numbers, `labkit.trainin
 lab's device rule, logging and seed, exactly as in notebooks/06_rlhf.ipynb's DPO cell at its first
 rate (`profile.dpo_lr`; the chapter also tries `profile.dpo_lr_sweep`); the trainer call is TRL's own.
 It trains on the written pairs only: the chapter adds ranked samples of the SFT policy, which need
-the gold judge and the policy's own samples. Every process keeps the frozen reference model (a copy of the policy) too.
+the gold judge and the policy's own samples. Every process keeps the frozen reference model (a copy of
+the policy) too.
 """
 from datasets import Dataset
 from trl import DPOConfig, DPOTrainer

@@ -3,8 +3,12 @@ predicts the peak a training run adds (everything but the weights, loaded before
 fine-tuning, LoRA and prompt tuning; tests/_memory_probe.py measures it (RSS above the pre-run
 level, a fresh process per run: a process that trained before reuses freed pages; the three runs on
 a model are children forked from one process after its imports, which never trains). Each case prints
-its error and fails above 20%. On labworld-base, seconds per case; on SmolLM2-135M (built by
-`make real-model`; skipped without it), about a minute per case on 2 busy cores: marked slow."""
+its error and fails above 20%. The probe pins glibc's mmap threshold (MALLOC_MMAP_THRESHOLD_, at its
+static default of 128 KiB) so that a freed tensor leaves the RSS, as it leaves CUDA's allocated count:
+under glibc's moving threshold the same run's RSS varied by up to 30% between repeats (SmolLM2 prompt
+tuning at 2 x 64 tokens: 324 to 424 MB over eight runs; pinned: 316 to 326). On labworld-base,
+seconds per case; on SmolLM2-135M (built by `make real-model`; skipped without it), about a minute
+per case on 2 busy cores: marked slow."""
 from __future__ import annotations
 
 import json
@@ -30,7 +34,8 @@ METHODS = ["full_ft", "lora", "prompt_tuning"]
 def _probes(model: str, batch: int, seq_len: int, steps: int) -> dict[str, dict]:
     """A measured run of every method on `model` (tests/_memory_probe.py --cases: each run a child
     forked after the imports, so torch, transformers, peft and trl are imported once for the three)."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+           "MALLOC_MMAP_THRESHOLD_": "131072"}
     cases = [[model, method, batch, seq_len, steps] for method in METHODS]
     out = subprocess.run([sys.executable, str(PROBE), "--cases"], input=json.dumps(cases),
                          capture_output=True, text=True, env=env, timeout=1200)
@@ -69,6 +74,16 @@ def test_estimate_matches_measured_peak_on_the_embedded_model(method, embedded_r
 @pytest.mark.parametrize("method", METHODS)
 def test_estimate_matches_measured_peak_on_smollm2_135m(method, smollm2_runs):
     _check(smollm2_runs[method])
+
+
+def test_logit_tile_is_trls():
+    """The estimator's logit tile is the one the installed TRL's chunked loss uses (it changes with TRL)."""
+    from trl.kernels.chunked_logprob import TOKEN_CHUNK_SIZE
+    from trl.trainer.utils import _CHUNKED_LOGPROB_CHUNK_SIZE
+
+    from labkit.measure import LOGIT_TILE
+
+    assert LOGIT_TILE == (TOKEN_CHUNK_SIZE, _CHUNKED_LOGPROB_CHUNK_SIZE)
 
 
 def test_trainable_counts_follow_the_config():
