@@ -324,10 +324,12 @@ FRAMEWORK_BASELINE_MB = {"cpu": 11.7, "cuda": 0.0}
 # _CHUNKED_LOGPROB_CHUNK_SIZE vocabulary entries; tests/test_memory_estimate.py checks these against
 # the installed trl.
 LOGIT_TILE = (4096, 32768)
-# fp32 tile-sized buffers alive at once in that loss: on CPU its torch fallback (`_forward_tile`,
-# `_backward_tile`) makes elementwise copies of the tile; measured as the slope of the same tiny-model
-# runs (8.77 tiles per tile). On CUDA its Triton kernels fold the projection buffer in place: one tile,
-# read from the source, not measured (no GPU here).
+# Tile-sized buffers alive at once in that loss. Where it has no Triton (CPU, MPS) its torch fallback
+# (`_forward_tile`, `_backward_tile`) makes fp32 elementwise copies of the tile (about 8.25 by the
+# source, in the backward); measured as the slope of the same tiny-model runs (vocabulary 2,048): 8.77
+# (the rest is likely the projection buffer's touched pages, so the factor may move a little with the
+# vocabulary). On CUDA and XPU its Triton kernels fold the projection buffer in place: one buffer,
+# LOGIT_TILE[1] wide whatever the vocabulary, from the source, not measured (no GPU here).
 LOGIT_TILE_BUFFERS = {"cpu": 8.77, "cuda": 1.0}
 NF4_BITS = 4.127  # QLoRA's NF4 with double quantization: 4 bits + 0.127 bits of constants per weight
 
@@ -389,7 +391,8 @@ def estimate_training_memory_mb(model, batch_size: int, seq_len: int, optimizer_
                                 device: str = "cpu", logits: str = "chunked", lora_r: int = 16,
                                 lora_targets=LORA_TARGETS, virtual_tokens: int = 20,
                                 bottleneck_size: int = 64, adapter_targets: int = 1,
-                                trainable_params: int | None = None) -> dict[str, float]:
+                                trainable_params: int | None = None,
+                                gradient_accumulation_steps: int = 1) -> dict[str, float]:
     """Predicted peak memory of training, in MB (2**20 bytes), by part, and their "total".
 
     `model`: a model (real or on the meta device: its parameters are counted, and without
@@ -418,16 +421,24 @@ def estimate_training_memory_mb(model, batch_size: int, seq_len: int, optimizer_
       layer; prompt tuning adds its virtual tokens to the sequence;
     - logits: `"full"` b·s·vocab fp32 values three times (logits, log-softmax, its gradient; the
       model's own loss, `transformers.Trainer`), `"chunked"` (TRL's SFTTrainer, which computes
-      log-probabilities in `LOGIT_TILE`s of at most 4,096 tokens × 32,768 vocabulary entries)
-      `LOGIT_TILE_BUFFERS` such tiles (8.77 on CPU, measured; 1 on CUDA) and a few values per token;
+      log-probabilities in `LOGIT_TILE`s of at most 4,096 tokens × 32,768 vocabulary entries, as do
+      its DPO and RLOO trainers) `LOGIT_TILE_BUFFERS` such tiles (8.77 fp32 copies on a CPU, measured;
+      on CUDA one 16/32-bit buffer 32,768 entries wide whatever the vocabulary) and a few values per
+      token; a plain `transformers.Trainer` (chapter 7's pretraining) or a loss written on the logits
+      (chapter 8's distillation) builds the full logits: pass `logits="full"`;
+    - lm_head_gradient (full fine-tuning only): the fp32 vocab × h gradient the chunked loss's backward
+      allocates for the LM head while the activations are alive; with tied embeddings the embedding's
+      backward adds a second one beside the finished gradients, before the two are summed;
     - no separate term for the rest of a step (forward temporaries, the activations' gradients
       during the backward pass): on the fit run outside the validation cases (labworld-base full
-      fine-tuning, batch 16 × 128 tokens) the estimate below came 5 MB under the 302 MB measured;
+      fine-tuning, batch 16 × 128 tokens) the estimate came within 2% of the 302 MB measured;
     - baseline: what the framework adds whatever the model (`FRAMEWORK_BASELINE_MB`, measured).
-    "total" is weights + optimizer + baseline + the larger of gradients and activations + logits: the
-    backward pass frees the saved activations layer by layer as it fills the gradients (which the
-    Trainer sets to None after each step), so the two do not peak together (summing them put
-    SmolLM2-135M's full fine-tuning at 4 × 64 tokens 24% above its measured peak; the larger, 6% below);
+    "total" is weights + optimizer + baseline + the larger of (activations + logits + the head's
+    gradient) and (gradients + the tied embedding's second gradient): the backward pass frees the saved
+    activations layer by layer as it fills the gradients (which the Trainer sets to None after each
+    step), so the two do not peak together (summing them put SmolLM2-135M's full fine-tuning at 4 × 64
+    tokens 24% above its measured peak). With `gradient_accumulation_steps` > 1 the gradients stay alive
+    through the next micro-batch's forward, and the total is the sum.
     `accelerate estimate-memory` counts only weights (and Adam's states on top: ×4 for training)
     from a Hub model: no activations, logits or framework baseline, which is why it is far below a
     measured peak at long sequences and large batches.
@@ -435,7 +446,9 @@ def estimate_training_memory_mb(model, batch_size: int, seq_len: int, optimizer_
     It predicts the memory the run's live tensors need at their peak (what CUDA's
     `max_memory_allocated` counts). Validated against measured peaks (RSS above the pre-run level on
     CPU, fp32, TRL's SFTTrainer) for full fine-tuning, LoRA and prompt tuning on labworld-base and
-    SmolLM2-135M: tests/test_memory_estimate.py, which pins glibc's mmap threshold
+    SmolLM2-135M (the tile factor was fitted on a tiny model with labworld-base's vocabulary, so only
+    SmolLM2's cases, vocabulary 49,152, test it on new shapes): tests/test_memory_estimate.py, which
+    pins glibc's mmap threshold
     (MALLOC_MMAP_THRESHOLD_) so that freed tensors leave the RSS as they leave CUDA's count. Under
     glibc's default (its threshold moves up as blocks are freed, and freed heap blocks stay resident
     for reuse) a CPU run's RSS holds more than the live tensors, and how much varies from run to run:
@@ -498,25 +511,39 @@ def estimate_training_memory_mb(model, batch_size: int, seq_len: int, optimizer_
     outside = {"full_ft": 3, "lora": 0, "qlora": 0, "adapters": 0}.get(method, 1) * h * bool(per_token_layer)
     activations = d["layers"] * tokens * per_token_layer * a_b + outside * tokens * a_b
     dev = torch.device(device).type
+    triton = dev in ("cuda", "xpu")  # where TRL's chunked loss runs its Triton kernels (`_use_triton`)
     if logits == "full":
         logits_bytes = 3 * tokens * d["vocab"] * 4
     elif logits == "chunked":
-        tile = min(tokens, LOGIT_TILE[0]) * min(d["vocab"], LOGIT_TILE[1]) * (4 if dev == "cpu" else a_b)
-        logits_bytes = LOGIT_TILE_BUFFERS.get(dev, LOGIT_TILE_BUFFERS["cuda"]) * tile + 8 * tokens * 4
+        rows = min(tokens, LOGIT_TILE[0])
+        if triton:  # the projection buffer, allocated LOGIT_TILE[1] wide whatever the vocabulary
+            tile = rows * LOGIT_TILE[1] * a_b
+        else:  # the torch fallback's fp32 copies of the tile (and the buffer's touched pages)
+            tile = rows * min(d["vocab"], LOGIT_TILE[1]) * 4
+        logits_bytes = LOGIT_TILE_BUFFERS["cuda" if triton else "cpu"] * tile + 8 * tokens * 4
     else:
         raise ValueError(f"logits must be 'full' or 'chunked', got {logits!r}")
+    # full fine-tuning trains the LM head: the chunked loss's backward allocates its fp32 gradient
+    # (vocab x h) while the activations are alive, and with tied embeddings the embedding's backward
+    # adds a second dense one at the end, beside the finished gradients, before the two are summed
+    head_grad = d["vocab"] * h * 4 if method == "full_ft" else 0
     parts = {
         "weights": weights / MB,
         "gradients": trainable_params * g_b / MB,
         "optimizer": optimizer_states * trainable_params * o_b / MB,
         "activations": activations / MB,
         "logits": logits_bytes / MB,
+        "lm_head_gradient": head_grad / MB,
         "baseline": FRAMEWORK_BASELINE_MB.get(dev, 0.0),
     }
     # the saved activations and the loss's tiles are freed as the backward pass fills the gradients
-    # (set to None after each optimizer step), so the two peak at different moments
-    parts["total"] = (parts["weights"] + parts["optimizer"] + parts["baseline"]
-                      + max(parts["gradients"], parts["activations"] + parts["logits"]))
+    # (set to None after each optimizer step), so the two peak at different moments; with gradient
+    # accumulation the gradients stay alive through the next micro-batch's forward, and all add up
+    forward_side = parts["activations"] + parts["logits"] + parts["lm_head_gradient"]
+    gradient_side = parts["gradients"] + parts["lm_head_gradient"] * d["tied"]
+    step = (forward_side + gradient_side if gradient_accumulation_steps > 1
+            else max(forward_side, gradient_side))
+    parts["total"] = parts["weights"] + parts["optimizer"] + parts["baseline"] + step
     return parts
 
 

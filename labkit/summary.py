@@ -630,8 +630,9 @@ def real_scale_memory(
 ):
     """Estimated peak training memory (GB, 1e9 bytes) per method (RECIPES) and model size
     (REAL_MODELS), from `labkit.measure.estimate_training_memory_mb` on the published configs:
-    weights, gradients and two Adam moments at bf16, the activations autograd saves and the logits of
-    TRL's chunked loss, on a GPU (where models of these sizes train). The estimator is checked against
+    weights, gradients and two Adam moments at bf16, the activations autograd saves and the logits (TRL's
+    chunked loss; the full logits where the chapter's trainer builds them: domain adaptation and
+    distillation), on a GPU (where models of these sizes train). The estimator is checked against
     measured peaks at 135M parameters in fp32 on a CPU (tests/test_memory_estimate.py), not at these
     sizes, in bf16 or on a GPU."""
     import copy
@@ -660,8 +661,11 @@ def real_scale_memory(
             "full_ft": full_gb,
             "instruction_tuning": full_gb,
             "rlhf": full_gb + weights_gb,
-            "domain_adaptation": full_gb,
-            "distillation": est("full_ft", cfg=student)["total"] * mb + weights_gb,
+            # chapter 7 pretrains with a plain Trainer and chapter 8's loss reads the logits: both build
+            # the full logits (distillation: the student's, trained, and the frozen teacher's, at bf16)
+            "domain_adaptation": est("full_ft", logits="full")["total"] * mb,
+            "distillation": (est("full_ft", cfg=student, logits="full")["total"] * mb + weights_gb
+                             + batch_size * seq_len * config.vocab_size * 2 / 1e9),
             "adapters": est("adapters", bottleneck_size=64, adapter_targets=2)["total"] * mb,
         }
     return pd.DataFrame(table)

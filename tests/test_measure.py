@@ -219,11 +219,19 @@ def test_estimate_parts_follow_the_arithmetic(tiny_llama):
     assert parts["baseline"] == measure_module.FRAMEWORK_BASELINE_MB["cpu"]
     double_batch = estimate_training_memory_mb(tiny_llama, batch_size=8, seq_len=32, logits="full")
     assert double_batch["activations"] == pytest.approx(2 * parts["activations"])
-    assert parts["total"] == pytest.approx(parts["weights"] + parts["optimizer"] + parts["baseline"] + max(
-        parts["gradients"], parts["activations"] + parts["logits"]))  # freed as the gradients fill
+    vocab, h = tiny_llama.config.vocab_size, tiny_llama.config.hidden_size
+    assert parts["lm_head_gradient"] == pytest.approx(vocab * h * 4 / 2**20)  # the head trains: fp32
+    forward = parts["activations"] + parts["logits"] + parts["lm_head_gradient"]
+    backward = parts["gradients"] + parts["lm_head_gradient"] * tiny_llama.config.tie_word_embeddings
+    fixed = parts["weights"] + parts["optimizer"] + parts["baseline"]
+    assert parts["total"] == pytest.approx(fixed + max(forward, backward))  # freed as the gradients fill
+    accumulated = estimate_training_memory_mb(tiny_llama, batch_size=4, seq_len=32, logits="full",
+                                              gradient_accumulation_steps=2)
+    assert accumulated["total"] == pytest.approx(fixed + forward + backward)  # gradients alive in the forward
     lora = estimate_training_memory_mb(tiny_llama, batch_size=4, seq_len=32, method="lora", lora_r=2)
     assert 0 < lora["gradients"] < parts["gradients"]
     assert lora["activations"] < parts["activations"]  # frozen projections keep fewer inputs
+    assert lora["lm_head_gradient"] == 0  # the head is frozen
     for p in tiny_llama.parameters():
         p.requires_grad_(False)  # nothing trains: no gradients, optimizer state or activations
     frozen = estimate_training_memory_mb(tiny_llama, batch_size=4, seq_len=32)
