@@ -426,7 +426,7 @@ def estimate_training_memory_mb(model, batch_size: int, seq_len: int, optimizer_
       on CUDA one 16/32-bit buffer 32,768 entries wide whatever the vocabulary) and a few values per
       token; a plain `transformers.Trainer` (chapter 7's pretraining) or a loss written on the logits
       (chapter 8's distillation) builds the full logits: pass `logits="full"`;
-    - lm_head_gradient (full fine-tuning only): the fp32 vocab × h gradient the chunked loss's backward
+    - lm_head_gradient (full fine-tuning with the chunked loss): the fp32 vocab × h gradient its backward
       allocates for the LM head while the activations are alive; with tied embeddings the embedding's
       backward adds a second one beside the finished gradients, before the two are summed;
     - no separate term for the rest of a step (forward temporaries, the activations' gradients
@@ -452,8 +452,10 @@ def estimate_training_memory_mb(model, batch_size: int, seq_len: int, optimizer_
     (MALLOC_MMAP_THRESHOLD_) so that freed tensors leave the RSS as they leave CUDA's count. Under
     glibc's default (its threshold moves up as blocks are freed, and freed heap blocks stay resident
     for reuse) a CPU run's RSS holds more than the live tensors, and how much varies from run to run:
-    on the six validation runs 10-55% more, with a spread up to 30% between repeats of one run; so
-    chapters 3 and 4, which run under the default, show the estimate below their measured peaks. Not
+    on the six validation runs 10-55% more, with a spread up to 30% between repeats of one run, and in
+    the cpu book's chapters 3 and 4 up to about twice the estimate; a process that trained before also
+    reuses freed memory, which lowers a later run's measured growth. So chapters 3 and 4, which run
+    under the default and train several runs in one process, show errors of either sign. Not
     yet validated on CUDA, nor in bf16 or 4 bits. Model weights loaded before the measured block are
     not in that RSS: compare it with `total - weights`. Raises ValueError for a config without
     hidden_size, num_hidden_layers or vocab_size, or an unknown method or precision.
@@ -526,7 +528,7 @@ def estimate_training_memory_mb(model, batch_size: int, seq_len: int, optimizer_
     # full fine-tuning trains the LM head: the chunked loss's backward allocates its fp32 gradient
     # (vocab x h) while the activations are alive, and with tied embeddings the embedding's backward
     # adds a second dense one at the end, beside the finished gradients, before the two are summed
-    head_grad = d["vocab"] * h * 4 if method == "full_ft" else 0
+    head_grad = d["vocab"] * h * 4 if method == "full_ft" and logits == "chunked" else 0
     parts = {
         "weights": weights / MB,
         "gradients": trainable_params * g_b / MB,

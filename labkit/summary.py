@@ -660,7 +660,9 @@ def real_scale_memory(
             "qlora": est("qlora", lora_r=16, lora_targets=LINEARS)["total"] * mb,
             "full_ft": full_gb,
             "instruction_tuning": full_gb,
-            "rlhf": full_gb + weights_gb,
+            # DPO stacks each pair's chosen and rejected replies: 2 x batch_size sequences, + the reference
+            "rlhf": estimate_training_memory_mb(config, 2 * batch_size, seq_len, method="full_ft",
+                                                precision="bf16", device="cuda")["total"] * mb + weights_gb,
             # chapter 7 pretrains with a plain Trainer and chapter 8's loss reads the logits: both build
             # the full logits (distillation: the student's, trained, and the frozen teacher's, at bf16)
             "domain_adaptation": est("full_ft", logits="full")["total"] * mb,
