@@ -330,7 +330,7 @@ LOGIT_TILE = (4096, 32768)
 # (the rest is likely the projection buffer's touched pages, so the factor may move a little with the
 # vocabulary). On CUDA and XPU its Triton kernels fold the projection buffer in place: one buffer,
 # LOGIT_TILE[1] wide whatever the vocabulary, from the source, not measured (no GPU here).
-LOGIT_TILE_BUFFERS = {"cpu": 8.77, "cuda": 1.0}
+LOGIT_TILE_BUFFERS = {"torch": 8.77, "triton": 1.0}
 NF4_BITS = 4.127  # QLoRA's NF4 with double quantization: 4 bits + 0.127 bits of constants per weight
 
 
@@ -448,8 +448,8 @@ def estimate_training_memory_mb(model, batch_size: int, seq_len: int, optimizer_
     CPU, fp32, TRL's SFTTrainer) for full fine-tuning, LoRA and prompt tuning on labworld-base and
     SmolLM2-135M (the tile factor was fitted on a tiny model with labworld-base's vocabulary, so only
     SmolLM2's cases, vocabulary 49,152, test it on new shapes): tests/test_memory_estimate.py, which
-    pins glibc's mmap threshold
-    (MALLOC_MMAP_THRESHOLD_) so that freed tensors leave the RSS as they leave CUDA's count. Under
+    pins glibc's mmap threshold (MALLOC_MMAP_THRESHOLD_) so that freed tensors leave the RSS as they
+    leave CUDA's count. Under
     glibc's default (its threshold moves up as blocks are freed, and freed heap blocks stay resident
     for reuse) a CPU run's RSS holds more than the live tensors, and how much varies from run to run:
     on the six validation runs 10-55% more, with a spread up to 30% between repeats of one run, and in
@@ -522,7 +522,7 @@ def estimate_training_memory_mb(model, batch_size: int, seq_len: int, optimizer_
             tile = rows * LOGIT_TILE[1] * a_b
         else:  # the torch fallback's fp32 copies of the tile (and the buffer's touched pages)
             tile = rows * min(d["vocab"], LOGIT_TILE[1]) * 4
-        logits_bytes = LOGIT_TILE_BUFFERS["cuda" if triton else "cpu"] * tile + 8 * tokens * 4
+        logits_bytes = LOGIT_TILE_BUFFERS["triton" if triton else "torch"] * tile + 8 * tokens * 4
     else:
         raise ValueError(f"logits must be 'full' or 'chunked', got {logits!r}")
     # full fine-tuning trains the LM head: the chunked loss's backward allocates its fp32 gradient

@@ -646,8 +646,8 @@ def real_scale_memory(
     for size, file in (models or REAL_MODELS).items():
         config = load_model_config(file, config_dir)
 
-        def est(method, cfg=config, **kw):  # GB at bf16: weights, gradients and Adam's moments in 16 bits
-            return estimate_training_memory_mb(cfg, batch_size, seq_len, method=method, precision="bf16",
+        def est(method, cfg=config, batch=batch_size, **kw):  # at bf16: weights, gradients, Adam in 16 bits
+            return estimate_training_memory_mb(cfg, batch, seq_len, method=method, precision="bf16",
                                                device="cuda", **kw)
 
         weights_gb = est("frozen")["weights"] * mb
@@ -661,8 +661,7 @@ def real_scale_memory(
             "full_ft": full_gb,
             "instruction_tuning": full_gb,
             # DPO stacks each pair's chosen and rejected replies: 2 x batch_size sequences, + the reference
-            "rlhf": estimate_training_memory_mb(config, 2 * batch_size, seq_len, method="full_ft",
-                                                precision="bf16", device="cuda")["total"] * mb + weights_gb,
+            "rlhf": est("full_ft", batch=2 * batch_size)["total"] * mb + weights_gb,
             # chapter 7 pretrains with a plain Trainer and chapter 8's loss reads the logits: both build
             # the full logits (distillation: the student's, trained, and the frozen teacher's, at bf16)
             "domain_adaptation": est("full_ft", logits="full")["total"] * mb,
