@@ -120,10 +120,26 @@ def problems(root: Path, build_dir: Path, results_dir: Path, profile: str,
 
 
 def invalidate(root: Path, build_dir: Path, notebooks) -> None:
-    """Delete each notebook's doctree so that Sphinx reads its page (and myst-nb runs it) again."""
+    """Delete each notebook's doctree so that Sphinx reads its page (and myst-nb runs it) again, and
+    its cached execution if it has one: a notebook cached but without its results file (deleted, or
+    written to another results folder) would otherwise be reloaded from the cache and never run."""
+    cache_dir = build_dir / ".jupyter_cache"
+    cache = None
+    if cache_dir.exists():
+        from jupyter_cache import get_cache
+
+        cache = get_cache(str(cache_dir))
     for path in notebooks:
         doctree = build_dir / ".doctrees" / path.resolve().relative_to(root.resolve()).with_suffix(".doctree")
         doctree.unlink(missing_ok=True)
+        if cache is not None:
+            import nbformat
+
+            try:
+                record = cache.match_cache_notebook(nbformat.read(path, as_version=4))
+            except KeyError:
+                continue
+            cache.remove_cache(record.pk)
 
 
 def main(argv: list[str] | None = None) -> int:

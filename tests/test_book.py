@@ -80,8 +80,8 @@ def test_a_failed_notebook_runs_again_and_fails_the_build_until_it_passes(tmp_pa
 
 
 def test_a_missing_results_file_fails_the_check_even_with_a_cached_run(tmp_path):
-    """A chapter whose results file was deleted (or never written) is reported, and its page is
-    marked for re-reading."""
+    """A chapter whose results file was deleted (or never written) is reported, its page is marked
+    for re-reading, and its cached run is dropped (else myst-nb would reload it and never run it)."""
     from jupyter_cache import get_cache
     from jupyter_cache.base import CacheBundleIn
 
@@ -99,11 +99,21 @@ def test_a_missing_results_file_fails_the_check_even_with_a_cached_run(tmp_path)
     assert run.returncode == 1 and "no results file results/smoke/01_x.json" in run.stdout
     assert "no successful execution" not in run.stdout
     assert not doctree.exists()
-    (tmp_path / "results" / "smoke").mkdir(parents=True)
-    (tmp_path / "results" / "smoke" / "01_x.json").write_text("{}")
-    run = subprocess.run([sys.executable, str(CHECK), "--root", str(tmp_path), "--profile", "smoke"],
-                         capture_output=True, text=True)
-    assert run.returncode == 0, run.stdout
+    with pytest.raises(KeyError):
+        cache.match_cache_notebook(nbformat.read(path, as_version=4))
+
+
+def test_a_deleted_results_file_runs_its_cached_notebook_again(tmp_path):
+    """The case found in a cpu book: a chapter ran and was cached, then its results file was deleted.
+    Before the fix every later build reloaded it from the cache and failed the check, for ever."""
+    _tiny_book(tmp_path)
+    first = _make_book(tmp_path)
+    assert first.returncode == 0, first.stdout + (tmp_path / "build.log").read_text()[-3000:]
+    (tmp_path / "results" / "smoke" / "01_x.json").unlink()
+    second = _make_book(tmp_path)
+    assert (tmp_path / "runs.txt").read_text().count("run") == 2, second.stdout  # executed again
+    assert second.returncode == 0, second.stdout + (tmp_path / "build.log").read_text()[-3000:]
+    assert (tmp_path / "results" / "smoke" / "01_x.json").exists()
 
 
 def test_a_chapter_that_skipped_itself_needs_no_results_file(tmp_path):
